@@ -1,0 +1,23 @@
+"""``maskattn-trt demo``."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/demo", show_default=True,
+              help="Folder for the demo's artifacts.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="Shorter training and fewer sampling steps.")
+@click.option("--only", multiple=True, help="Run only these stages (gates, train, export, engine, generate).")
+def demo(out_dir, seed, quick, only):
+    """Run the toolkit end to end, offline, on a tiny SDXL built in-process.
+
+    \b
+    Example:
+      maskattn-trt demo --out out/demo
+    """
+    from ..demo import run_demo
+
+    run_demo(out_dir, seed=seed, quick=quick, only=tuple(only), echo=click.echo)

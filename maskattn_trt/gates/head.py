@@ -1,0 +1,75 @@
+"""Gate head and hard gate: the MaskAttn-SDXL method itself.
+
+A gate head scores every (spatial position, text token) pair from the attention input ``x`` [B, N, C] and
+the text tokens ``e`` [B, T, D] before ``to_k``::
+
+    z = feature_net(x) @ token_net(e)^T * h^-0.5 + b          # [B, N, T] logits
+    G = [z > logit(tau)]                                      # hard gate, 0/1
+    G[row] = onehot(argmax z[row])  where a row has no open token (softmax of an all-closed row is NaN)
+
+The architecture (``feature_net`` / ``token_net`` = LayerNorm -> Linear -> SiLU -> Linear, scalar
+``logit_bias``) matches the official code's ``MaskGateHead`` parameter names, so its checkpoints load as is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def _mlp(in_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.LayerNorm(in_features),
+        nn.Linear(in_features, hidden),
+        nn.SiLU(),
+        nn.Linear(hidden, hidden),
+    )
+
+
+class GateHead(nn.Module):
+    """Token-conditioned gate logits for one or more cross-attention sites (always kept in fp32)."""
+
+    def __init__(self, feature_dim: int, token_dim: int, hidden_size: int = 128):
+        super().__init__()
+        self.feature_dim = int(feature_dim)
+        self.token_dim = int(token_dim)
+        self.hidden_size = int(hidden_size)
+        self.feature_net = _mlp(self.feature_dim, self.hidden_size)
+        self.token_net = _mlp(self.token_dim, self.hidden_size)
+        self.logit_bias = nn.Parameter(torch.zeros(()))
+        self.scale = self.hidden_size**-0.5
+
+    def forward(self, features: Tensor, tokens: Tensor) -> Tensor:
+        """Return gate logits z [B, N, T] in fp32 for features [B, N, C] and text tokens [B, T, D]."""
+        f = self.feature_net(features.float())
+        t = self.token_net(tokens.float())
+        return torch.matmul(f, t.transpose(1, 2)) * self.scale + self.logit_bias
+
+
+def hard_gate(logits: Tensor, threshold_logit: float) -> Tensor:
+    """0/1 gate (dtype of ``logits``) with the NaN guard: an all-closed row keeps its most probable token.
+
+    Written with ops that export to plain ONNX (Greater, ReduceMax, ArgMax, Equal, Where) and compare in
+    logit space, so the inference graph never evaluates a sigmoid.
+    """
+    open_ = logits > threshold_logit
+    any_open = open_.any(dim=-1, keepdim=True)
+    best = logits.argmax(dim=-1, keepdim=True)
+    positions = torch.arange(logits.shape[-1], device=logits.device)
+    keep_best = positions == best
+    return torch.where(any_open, open_, keep_best).to(logits.dtype)
+
+
+def straight_through(gate: Tensor, logits: Tensor) -> Tensor:
+    """Hard values forward, sigmoid gradient backward: ``G + p - stop_grad(p)``.
+
+    Written so the forward value is exactly ``G`` (``p - p.detach()`` is exactly zero), unlike
+    ``G - p.detach() + p`` which rounds.
+    """
+    p = torch.sigmoid(logits)
+    return gate + (p - p.detach())
+
+
+def additive_mask(gate: Tensor, negative_value: float) -> Tensor:
+    """(1 - G) * NEG, shaped [B, 1, N, T] to broadcast over attention heads."""
+    return ((1.0 - gate) * negative_value).unsqueeze(1)

@@ -1,0 +1,125 @@
+"""The gated cross-attention processor (a diffusers attention processor that is an nn.Module).
+
+It reproduces diffusers' ``AttnProcessor2_0`` for an ``attn2`` layer and adds the MaskAttn gate to the
+attention logits before softmax. Because it is an ``nn.Module`` installed as ``attn.processor``, its gate
+head's weights appear in the UNet ``state_dict`` under ``<site>.processor.gate_head.*`` (as diffusers'
+IP-Adapter processors do).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import GateConfig
+from .head import GateHead, additive_mask, hard_gate, straight_through
+
+
+class MaskAttnProcessor(nn.Module):
+    """Gated cross-attention for one diffusers ``Attention`` module.
+
+    Attributes set at run time (not saved):
+        force_open: skip the gate entirely (stock attention); used for stock-equivalent exports and tests.
+        record: keep the last hard gate [B, N, T] in ``last_gate`` (for gate maps and export outputs).
+    """
+
+    def __init__(self, gate_head: GateHead, config: GateConfig, site: str):
+        super().__init__()
+        self.gate_head = gate_head
+        self.site = site
+        self.threshold_logit = config.threshold_logit
+        self.negative_value = float(config.negative_value)
+        self.training_form = config.training_form
+        self.force_open = False
+        self.record = False
+        self.last_gate: Tensor | None = None
+
+    def gate(self, features: Tensor, tokens: Tensor) -> Tensor:
+        """The gate used in the forward pass: hard 0/1 values, with an STE gradient when training."""
+        logits = self.gate_head(features, tokens)
+        gate = hard_gate(logits, self.threshold_logit)
+        if torch.is_grad_enabled() and self.gate_head.logit_bias.requires_grad:
+            gate = straight_through(gate, logits)
+        return gate
+
+    def __call__(  # noqa: D401 - diffusers processor signature
+        self,
+        attn,
+        hidden_states: Tensor,
+        encoder_hidden_states: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        temb: Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> Tensor:
+        if encoder_hidden_states is None:
+            raise RuntimeError(
+                f"MaskAttnProcessor at {self.site} got no encoder_hidden_states: it only works on "
+                "cross-attention (attn2) layers"
+            )
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        batch, tokens, _ = encoder_hidden_states.shape
+
+        gate_features, gate_tokens = hidden_states, encoder_hidden_states
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        mask = None
+        if attention_mask is not None:
+            mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
+            mask = mask.view(batch, attn.heads, -1, mask.shape[-1]).to(query.dtype)
+
+        if self.force_open:
+            gate = None
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        else:
+            gate = self.gate(gate_features, gate_tokens)
+            if self.training_form == "renormalized" and gate.requires_grad:
+                out = self._renormalized_attention(query, key, value, gate, mask)
+            else:
+                gate_mask = additive_mask(gate, self.negative_value).to(query.dtype)
+                mask = gate_mask if mask is None else mask + gate_mask
+                out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        if self.record:
+            self.last_gate = (
+                gate.detach() if gate is not None else torch.ones(batch, query.shape[2], tokens, device=query.device)
+            )
+
+        hidden_states = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+    @staticmethod
+    def _renormalized_attention(query, key, value, gate, mask):
+        """softmax(s) * G / sum(softmax(s) * G): equals softmax(s + log G) forward, but d/dG != 0 at G = 0."""
+        scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5
+        if mask is not None:
+            scores = scores + mask
+        weights = torch.softmax(scores, dim=-1) * gate.unsqueeze(1).to(scores.dtype)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return torch.matmul(weights, value)
