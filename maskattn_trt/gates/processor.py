@@ -67,7 +67,12 @@ class MaskAttnProcessor(nn.Module):
             hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
         batch, tokens, _ = encoder_hidden_states.shape
 
-        gate_features, gate_tokens = hidden_states, encoder_hidden_states
+        # The gate reads the attention input detached: with the additive form, d(mask)/d(gate) = -NEG = 1e4,
+        # so letting that gradient flow back into the activations compounds it by 1e4 at every gated site
+        # upstream and overflows to inf/NaN (measured: 16 sites of the tiny UNet, stage=all). The backbone is
+        # frozen, so only this cross-site second-order path is lost; each gate still gets the gradient of its
+        # own attention, and earlier gates the ordinary gradient through later layers' attention outputs.
+        gate_features, gate_tokens = hidden_states.detach(), encoder_hidden_states.detach()
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
         query = attn.to_q(hidden_states)
