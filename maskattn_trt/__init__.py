@@ -1,33 +1,38 @@
-"""maskattn-trt: train, export, compile and serve MaskAttn-SDXL."""
+"""maskattn-trt: train, export, compile and serve MaskAttn-SDXL.
 
-from .config import GateConfig
-from .errors import MaskAttnError
-from .gates import (
-    convert_official_checkpoint,
-    gate_parameters,
-    install_gates,
-    load_gates,
-    load_official_gates,
-    remove_gates,
-    save_gates,
-)
-from .models import load_pipeline, load_unet, tiny_sdxl_pipeline
-from .spec import UNetIOSpec
+Public names are imported lazily so that ``import maskattn_trt`` (and ``maskattn-trt --help``) stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GateConfig",
-    "MaskAttnError",
-    "UNetIOSpec",
-    "convert_official_checkpoint",
-    "gate_parameters",
-    "install_gates",
-    "load_gates",
-    "load_official_gates",
-    "load_pipeline",
-    "load_unet",
-    "remove_gates",
-    "save_gates",
-    "tiny_sdxl_pipeline",
-]
+_EXPORTS = {
+    "GateConfig": "config",
+    "MaskAttnError": "errors",
+    "UNetIOSpec": "spec",
+    "convert_official_checkpoint": "gates",
+    "gate_parameters": "gates",
+    "install_gates": "gates",
+    "load_gates": "gates",
+    "load_official_gates": "gates",
+    "remove_gates": "gates",
+    "save_gates": "gates",
+    "load_pipeline": "models",
+    "load_unet": "models",
+    "tiny_sdxl_pipeline": "models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'maskattn_trt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -48,3 +48,20 @@ def tiny_unet():
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``maskattn-trt ARGS`` in-process the way the console script does; returns (exit code, stdout, stderr)."""
+    from maskattn_trt.cli import main
+
+    def run(*args):
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

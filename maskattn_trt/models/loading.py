@@ -48,8 +48,8 @@ def load_pipeline(model: str = "tiny", dtype: torch.dtype = torch.float32, seed:
     path = Path(model).expanduser()
     _check_sdxl_folder(path)
     try:
-        pipe = StableDiffusionXLPipeline.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as exc:
+        pipe = StableDiffusionXLPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     if pipe.vae is not None:

@@ -1,0 +1,57 @@
+"""The CLI as a user types it: help, the demo, gate checkpoint commands and one-line errors."""
+
+import subprocess
+import sys
+
+import torch
+
+from maskattn_trt import GateConfig, install_gates
+from maskattn_trt.models import build_unet
+
+
+def test_help_is_fast_and_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for command in ("demo", "convert-gates", "gates-info"):
+        assert command in out
+    # help must not import heavy or optional packages
+    probe = ("import sys; from maskattn_trt.cli import cli; import click;"
+             "click.testing.CliRunner().invoke(cli, ['--help']);"
+             "print(sorted(m for m in ('torch','onnxruntime','tensorrt_rtx_bindings','diffusers') if m in sys.modules))")
+    heavy = subprocess.run([sys.executable, "-c", "import click.testing;" + probe], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert heavy == "[]"
+
+
+def test_demo_prints_the_gate_report(run_cli, tmp_path):
+    code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--only", "gates")
+    assert code == 0, err
+    assert "gated 10 cross-attention sites" in out
+    assert "gates open: max |gated - stock| = 0.00e+00" in out
+    assert (tmp_path / "demo" / "gates_random.safetensors").is_file()
+
+
+def test_convert_gates_and_gates_info(run_cli, tmp_path):
+    unet = build_unet("tiny")
+    inst = install_gates(unet, GateConfig(stage="high"))
+    state = {k: v for k, v in unet.state_dict().items() if ".processor.gate_head." in k}
+    torch.save({"format": "maskattn-sdxl-gates-v1",
+                "maskattn_config": {"stage": "high", "placement": "encoder_decoder"},
+                "selected_layers": [s + ".processor" for s in inst.sites], "gate_state_dict": state},
+               tmp_path / "gate_final.pt")
+    code, out, err = run_cli("convert-gates", tmp_path / "gate_final.pt", tmp_path / "g.safetensors",
+                             "--model", "tiny")
+    assert code == 0, err
+    assert "5 sites" in out
+    code, out, _ = run_cli("gates-info", tmp_path / "g.safetensors")
+    assert code == 0 and '"stage": "high"' in out
+
+
+def test_errors_are_one_line_with_a_nonzero_exit(run_cli, tmp_path):
+    code, out, err = run_cli("gates-info", tmp_path / "missing.safetensors")
+    assert code == 3
+    assert err.count("\n") == 1 and err.startswith("error: gate checkpoint") and "does not exist" in err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run_cli("convert-gates", tmp_path / "junk.pt", tmp_path / "out.safetensors", "--model", "tiny")
+    assert code == 3 and err.count("\n") == 1
+    assert not (tmp_path / "out.safetensors").exists()
