@@ -1,0 +1,240 @@
+"""Compile an exported UNet graph into a TensorRT or TensorRT-RTX engine, with a manifest beside it.
+
+One builder for both flavours (they share the Python API we use). Networks are strongly typed: precision
+comes from the ONNX types, never from builder flags. The plan is streamed into a temporary file next to its
+final name (lower peak memory than holding the serialized engine), its byte count checked (TensorRT
+swallows writer exceptions), and renamed into place only together with a complete manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BackendUnavailableError, BadInputError, EngineBuildError
+from ..utils.io import atomic_path, sha256_file
+from .callbacks import progress_monitor, stream_writer
+from .flavours import Flavour, load_flavour, parse_compute_capability
+from .manifest import EngineManifest, ExportInfo, manifest_path, read_export
+from .profiles import EngineProfile, check_io_names, resolve_profile
+
+DEFAULT_ENGINE_DIR = Path("engines")
+DEFAULT_COMPUTE_CAPABILITY = "SM89"
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What ``maskattn-trt build-engine`` passes to :func:`build_engine` (pixel ranges as ``MIN:OPT:MAX``)."""
+
+    onnx: Path
+    out: Path | None = None
+    builder: str | None = None
+    batch: str | None = None
+    height: str | None = None
+    width: str | None = None
+    static: bool = False
+    opt_level: int | None = None
+    workspace_mib: int | None = None
+    timing_cache: Path | None = None
+    refittable: bool = False
+    compute_capabilities: tuple[str, ...] = ()
+    tactic_dram_mib: int | None = None
+    max_threads: int | None = None
+    verbose: bool = False
+    progress: bool = True
+
+
+@dataclass
+class BuildResult:
+    engine_path: Path
+    manifest: EngineManifest
+    seconds: float
+    timing_cache: str
+    phases: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        m = self.manifest
+        return (f"wrote {self.engine_path} ({m.engine_bytes / MIB:.1f} MiB, {m.precision}, "
+                f"{m.builder} {m.builder_version}"
+                + (f", {'+'.join(m.compute_capabilities)}" if m.compute_capabilities else "")
+                + f"{', refittable gates' if m.refittable else ''}) in {self.seconds:.1f} s; "
+                f"profile {m.profile['batch']} x {m.profile['pixel_height']} x {m.profile['pixel_width']} px; "
+                f"timing cache: {self.timing_cache}; manifest {manifest_path(self.engine_path).name}")
+
+
+def default_engine_path(export: ExportInfo, flavour: Flavour, ccs: tuple[str, ...]) -> Path:
+    folder = export.onnx_path.parent.name or "unet"
+    target = f".{'-'.join(c.lower() for c in ccs)}" if flavour.is_rtx else ""
+    return DEFAULT_ENGINE_DIR / f"{folder}.{export.io_spec.dtype}.{flavour.name}{target}.engine"
+
+
+def _check_options(options: BuildOptions, flavour: Flavour) -> tuple[str, ...]:
+    """Validate builder-specific options; returns the compute capabilities to target."""
+    if options.opt_level is not None and not 0 <= options.opt_level <= 5:
+        raise BadInputError(f"--opt-level must be 0..5; got {options.opt_level}")
+    if options.workspace_mib is not None and options.workspace_mib <= 0:
+        raise BadInputError(f"--workspace must be a positive number of MiB; got {options.workspace_mib}")
+    ccs = tuple(dict.fromkeys(parse_compute_capability(c) for c in options.compute_capabilities))
+    if flavour.is_rtx:
+        if options.timing_cache is not None:
+            raise BadInputError(
+                f"--timing-cache does nothing with {flavour.label}: its timing-cache API is a no-op since 1.2 (kernels "
+                "are tuned at run time; the engine runner keeps a runtime cache instead); drop --timing-cache or "
+                "build with --builder tensorrt"
+            )
+        if options.refittable and not _device_cc():
+            # measured with 1.7.1: marking any weight refittable makes Myelin compile on a GPU (CUDA_SUCCESS check)
+            raise BackendUnavailableError(
+                f"{flavour.label} builds refittable engines only on a machine with a CUDA GPU (without one, marking "
+                "gate weights refittable fails in its kernel compiler); build without --refittable here, or on "
+                "the GPU machine"
+            )
+        if options.refittable and len(ccs) > 1:
+            # measured with 1.7.1: Myelin's kernel generator checks for exactly one SM when weights are refittable
+            raise BadInputError(f"{flavour.label} builds refittable engines for one compute capability only; got "
+                                f"{'+'.join(ccs)} — build one refittable engine per target")
+        return ccs or (DEFAULT_COMPUTE_CAPABILITY,)
+    if ccs:
+        raise BadInputError("--compute-capability applies to --builder tensorrt-rtx only; standard TensorRT builds "
+                            "for the GPU it runs on")
+    return ()
+
+
+def _parse(flavour: Flavour, builder, export: ExportInfo, refittable: bool, logger):
+    """Parse the ONNX into a strongly typed network; returns (network, parser, refit_map, gates_hash)."""
+    from .refit import gate_weights_hash, isolate_gate_weights, load_graph
+
+    trt = flavour.trt
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    model = load_graph(export.onnx_path)
+    gates_hash = export.gates_hash or gate_weights_hash(model)
+    refit_map = {}
+    if refittable:
+        refit_map = {name: w.to_dict() for name, w in isolate_gate_weights(model).items()}
+        if not refit_map:
+            raise BadInputError(f"--refittable: {export.onnx_path} has no gate weights to make refittable "
+                                "(an ungated export?)")
+    ok = parser.parse(model.SerializeToString(), str(export.onnx_path))
+    if not ok:
+        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+        raise EngineBuildError(
+            f"{flavour.label} could not parse {export.onnx_path}: {'; '.join(errors[:3]) or 'no details'}; "
+            "re-export it (`maskattn-trt export`) and check it with `maskattn-trt parity`"
+        )
+    check_io_names(network, export.io_spec)
+    for name in refit_map:
+        if not network.mark_weights_refittable(name):
+            raise EngineBuildError(f"{flavour.label} could not mark gate weight {name} refittable")
+    return network, parser, refit_map, gates_hash
+
+
+def _config(flavour: Flavour, builder, options: BuildOptions, ccs, profile: EngineProfile, export: ExportInfo):
+    trt = flavour.trt
+    config = builder.create_builder_config()
+    if ccs:
+        config.num_compute_capabilities = len(ccs)
+        for index, cc in enumerate(ccs):
+            if not config.set_compute_capability(flavour.compute_capability(cc), index):
+                raise EngineBuildError(f"{flavour.label} refused compute capability {cc}")
+    if options.opt_level is not None:
+        config.builder_optimization_level = options.opt_level
+    if options.workspace_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib * MIB)
+    if options.tactic_dram_mib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.TACTIC_DRAM, options.tactic_dram_mib * MIB)
+    if options.refittable:
+        config.set_flag(trt.BuilderFlag.REFIT_INDIVIDUAL)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    trt_profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile.shapes(export.io_spec).items():
+        trt_profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(trt_profile)
+    return config
+
+
+def _load_timing_cache(config, path: Path | None):
+    """Attach the timing cache (loaded from ``path`` when it exists); returns (cache, entries loaded)."""
+    if path is None:
+        return None, 0
+    data = b""
+    if path.exists():
+        data = path.read_bytes()
+        if not data:
+            raise BadInputError(f"timing cache {path} is empty; delete it to start a new one")
+    cache = config.create_timing_cache(data)
+    entries = len(cache.queryKeys()) if data else 0
+    if data and entries == 0:
+        raise BadInputError(f"timing cache {path} could not be read by this TensorRT (other version or GPU?); "
+                            "delete it to start a new one")
+    if not config.set_timing_cache(cache, False):
+        raise EngineBuildError(f"TensorRT refused timing cache {path} (made by another TensorRT or GPU?); delete it")
+    return cache, entries
+
+
+def build_engine(options: BuildOptions, echo=None) -> BuildResult:
+    """Build the engine and its manifest; nothing is left under the final names if anything fails."""
+    flavour = load_flavour(options.builder)
+    ccs = _check_options(options, flavour)
+    export = read_export(options.onnx)
+    profile = resolve_profile(export.io_spec, options.batch, options.height, options.width, options.static)
+    out = Path(options.out) if options.out else default_engine_path(export, flavour, ccs)
+    if out.suffix not in (".engine", ".plan"):
+        raise BadInputError(f"engine path {out} should end in .engine or .plan")
+    if options.timing_cache is not None and Path(options.timing_cache).is_dir():
+        raise BadInputError(f"--timing-cache {options.timing_cache} is a folder; pass a file path")
+    trt = flavour.trt
+    logger = flavour.logger(options.verbose)
+    start = time.perf_counter()
+    builder = trt.Builder(logger)
+    if options.max_threads is not None:
+        builder.max_threads = options.max_threads
+    network, parser, refit_map, gates_hash = _parse(flavour, builder, export, options.refittable, logger)
+    config = _config(flavour, builder, options, ccs, profile, export)
+    timing = Path(options.timing_cache) if options.timing_cache else None
+    cache, entries = _load_timing_cache(config, timing)
+    monitor = progress_monitor(trt, enabled=options.progress)
+    config.progress_monitor = monitor
+    if echo:
+        echo(f"building {flavour.label} engine from {export.onnx_path} ({export.io_spec.dtype}, "
+             f"{profile.describe(export.io_spec)}{', ' + '+'.join(ccs) if ccs else ''})")
+    final_manifest = manifest_path(out)
+    with atomic_path(out) as tmp_engine, atomic_path(final_manifest) as tmp_manifest:
+        with open(tmp_engine, "wb") as handle:
+            writer = stream_writer(trt, handle)
+            ok = builder.build_serialized_network_to_stream(network, config, writer)
+        if writer.error is not None:
+            raise EngineBuildError(f"writing the engine to {tmp_engine} failed: {writer.error}") from writer.error
+        if not ok or writer.bytes_written == 0 or tmp_engine.stat().st_size != writer.bytes_written:
+            raise EngineBuildError(
+                f"{flavour.label} failed to build an engine from {export.onnx_path} ({writer.bytes_written} bytes "
+                "written); rerun with --verbose for the builder log"
+            )
+        seconds = time.perf_counter() - start
+        manifest = EngineManifest(
+            engine_sha256=sha256_file(tmp_engine), engine_bytes=writer.bytes_written,
+            onnx_path=str(export.onnx_path.resolve()), onnx_sha256=export.onnx_sha256, gates_hash=gates_hash,
+            builder=flavour.name, builder_version=flavour.version, compute_capabilities=list(ccs) or _device_cc(),
+            precision=export.io_spec.dtype, profile=profile.to_dict(export.io_spec),
+            refittable=options.refittable, build_seconds=round(seconds, 2),
+            io_spec=profile.spec(export.io_spec).to_dict(), refit_map=refit_map,
+            options={"opt_level": options.opt_level, "workspace_mib": options.workspace_mib,
+                     "tactic_dram_mib": options.tactic_dram_mib, "timing_cache": str(timing) if timing else None},
+        )
+        manifest.save(tmp_manifest)
+    status = "not used"
+    if timing is not None:
+        with atomic_path(timing) as tmp_cache:
+            tmp_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+        status = f"reused {entries} entries from {timing}, saved" if entries else f"new, saved to {timing}"
+    del parser, network, config, builder
+    return BuildResult(out, manifest, seconds, status, phases=list(dict.fromkeys(monitor.phases)))
+
+
+def _device_cc() -> list[str]:
+    from .flavours import device_compute_capability
+
+    cc = device_compute_capability()
+    return [cc] if cc else []
