@@ -174,8 +174,11 @@ def _load_timing_cache(config, path: Path | None):
     return cache, entries
 
 
-def build_engine(options: BuildOptions, echo=None) -> BuildResult:
-    """Build the engine and its manifest; nothing is left under the final names if anything fails."""
+def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
+    """Build the engine and its manifest; nothing is left under the final names if anything fails.
+
+    ``logger``: a TensorRT ``ILogger`` to use instead of the default (e.g. one capturing layer information).
+    """
     flavour = load_flavour(options.builder)
     ccs = _check_options(options, flavour)
     export = read_export(options.onnx)
@@ -186,7 +189,7 @@ def build_engine(options: BuildOptions, echo=None) -> BuildResult:
     if options.timing_cache is not None and Path(options.timing_cache).is_dir():
         raise BadInputError(f"--timing-cache {options.timing_cache} is a folder; pass a file path")
     trt = flavour.trt
-    logger = flavour.logger(options.verbose)
+    logger = logger or flavour.logger(options.verbose)
     start = time.perf_counter()
     builder = trt.Builder(logger)
     if options.max_threads is not None:
