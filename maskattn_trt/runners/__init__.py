@@ -4,3 +4,11 @@ from .base import Runner
 from .eager import EagerRunner
 
 __all__ = ["EagerRunner", "Runner"]
+
+
+def __getattr__(name):  # lazy: TrtRunner imports TensorRT only when activated, but keep torch-only imports cheap
+    if name == "TrtRunner":
+        from .trt import TrtRunner
+
+        return TrtRunner
+    raise AttributeError(name)
