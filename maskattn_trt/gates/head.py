@@ -49,15 +49,16 @@ class GateHead(nn.Module):
 def hard_gate(logits: Tensor, threshold_logit: float) -> Tensor:
     """0/1 gate (dtype of ``logits``) with the NaN guard: an all-closed row keeps its most probable token.
 
-    Written with ops that export to plain ONNX (Greater, ReduceMax, ArgMax, Equal, Where) and compare in
-    logit space, so the inference graph never evaluates a sigmoid.
+    Written with boolean ops that export to plain ONNX (Greater, ArgMax, Equal, Not, And, Or; no Where on
+    booleans, which ONNX Runtime does not implement) and compare in logit space, so the inference graph never
+    evaluates a sigmoid.
     """
     open_ = logits > threshold_logit
     any_open = open_.any(dim=-1, keepdim=True)
     best = logits.argmax(dim=-1, keepdim=True)
     positions = torch.arange(logits.shape[-1], device=logits.device)
     keep_best = positions == best
-    return torch.where(any_open, open_, keep_best).to(logits.dtype)
+    return (open_ | (keep_best & ~any_open)).to(logits.dtype)
 
 
 def straight_through(gate: Tensor, logits: Tensor) -> Tensor:
