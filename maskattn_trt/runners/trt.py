@@ -105,6 +105,8 @@ class TrtRunner(Runner):
     def infer_impl(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         shapes = self.spec.shapes(*self.spec.feed_shape(feed))
         views = self._views(shapes)
+        caller = torch.cuda.current_stream()
+        self.stream.wait_stream(caller)  # inputs produced on the caller's stream must be ready
         with torch.cuda.stream(self.stream):
             for name in INPUT_NAMES:
                 views[name].copy_(feed[name].to(views[name].dtype), non_blocking=True)
@@ -118,8 +120,12 @@ class TrtRunner(Runner):
                 self._replay()
             elif not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise EngineBuildError(f"{self.flavour.label} failed to execute {self.engine_path}")
-        self.stream.synchronize()
-        return {name: views[name].clone() for name in self.spec.output_names}
+            outputs = {name: views[name].clone() for name in self.spec.output_names}
+        # No host synchronisation: the caller's stream waits for ours, so a sampler can queue the next step.
+        caller.wait_stream(self.stream)
+        for tensor in outputs.values():
+            tensor.record_stream(caller)
+        return outputs
 
     def _static(self) -> bool:
         return self.spec.height.min == self.spec.height.max and self.spec.width.min == self.spec.width.max
