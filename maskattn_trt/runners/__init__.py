@@ -11,4 +11,8 @@ def __getattr__(name):  # lazy: TrtRunner imports TensorRT only when activated, 
         from .trt import TrtRunner
 
         return TrtRunner
+    if name == "OrtRunner":  # imports onnxruntime only when activated
+        from .ort import OrtRunner
+
+        return OrtRunner
     raise AttributeError(name)

@@ -1,0 +1,229 @@
+"""Export a (gated) diffusers SDXL UNet as one ONNX graph with the IO of a stock SDXL UNet.
+
+Exporter choice (DESIGN.md decision 4; ``torch.onnx.export``'s default changed to dynamo in torch 2.9, so it
+is always passed explicitly):
+
+- ``torchscript`` (the default, ``dynamo=False``): 2.2 s instead of 38.6 s for the tiny UNet, a single
+  self-contained file for small models, and a valid fp16 graph as is. ORT parity is the same (~1e-6 fp32).
+- ``dynamo``: lower peak memory on the full SDXL UNet (10.3 vs 13.8 GiB fp32), for machines where that is
+  the limit. Its fp16 graph is invalid as traced (``Concat(fp16 text_embeds, fp32 time_embeds)``), so the
+  reversible :func:`~maskattn_trt.export.patches.cast_add_time_proj` patch is applied during export.
+
+Precision: an fp16 export is strongly typed by its ONNX types (TensorRT 11 takes the precision from them).
+The gate heads stay fp32 inside the fp16 graph: the LayerNorms over 1280/2048 channels and the logits that
+are compared with the threshold would round (and could flip gates) in fp16, and the heads cost next to
+nothing (h = 128). The timestep input is fp32 as in diffusers. The additive mask is cast to fp16 before it
+is added to the attention logits.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import BadInputError, ExportError
+from ..gates import gate_installation, gate_processors, gates_hash
+from ..gates.install import unet_fingerprint
+from ..spec import INPUT_NAMES, UNetGraph, UNetIOSpec
+from ..utils.io import atomic_dir, ensure_writable_dir, sha256_file, write_json_atomic
+from . import manifest as mf
+from .patches import cast_add_time_proj, gates_forced_open, quiet_exporter
+from .validate import check_graph_shape, check_onnx_file, graph_report
+
+EXPORTERS = ("torchscript", "dynamo")
+PROTOBUF_LIMIT = 2 * 1024**3  # a single ONNX protobuf cannot exceed 2 GB: weights go to external data
+FP32_KEPT = ("gate heads (LayerNorm -> Linear -> SiLU -> Linear for features and tokens, logits, logit-space "
+             "threshold) run in fp32: fp16 rounding could flip gates near the threshold; timestep input is fp32")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out_dir: Path
+    onnx_path: Path
+    spec: UNetIOSpec
+    manifest: dict
+    seconds: float
+
+    def summary(self) -> str:
+        m = self.manifest
+        size = sum(f["bytes"] for f in m["files"].values()) / 1e6
+        gates = f"gates {m['gates_hash'][:12]}" if m.get("gates_hash") else ("gates open" if m["open_gates"] else
+                                                                             "no gates")
+        return (f"exported {self.onnx_path} ({m['dtype']}, opset {m['opset']}, {m['exporter']}, "
+                f"{m['graph']['nodes']} nodes, {size:.1f} MB, {gates}) in {self.seconds:.1f} s; "
+                f"IO spec and manifest beside it")
+
+
+def cast_unet(unet: nn.Module, dtype: str) -> nn.Module:
+    """Cast the UNet backbone to ``dtype`` ('fp32' | 'fp16') in place, keeping gate heads fp32."""
+    from ..spec import DTYPES
+
+    if dtype not in DTYPES:
+        raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    unet.to(DTYPES[dtype])
+    for proc in gate_processors(unet).values():
+        proc.gate_head.to(torch.float32)
+    return unet
+
+
+def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
+    if exporter not in EXPORTERS:
+        raise BadInputError(f"exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
+    backbone = unet.conv_in.weight.dtype
+    if backbone != spec.torch_dtype:
+        raise BadInputError(
+            f"the UNet is {backbone} but the IO spec asks for {spec.dtype}; cast it first with "
+            f"maskattn_trt.export.cast_unet(unet, {spec.dtype!r}) (keeps the gate heads fp32)"
+        )
+    if any(p.dtype != torch.float32 for proc in gate_processors(unet).values() for p in proc.gate_head.parameters()):
+        raise BadInputError("gate heads must stay fp32 (they are compared with the threshold); use cast_unet(...) "
+                            "instead of unet.half()")
+    installed = set(gate_processors(unet))
+    missing = [s for s in spec.gate_sites if s not in installed]
+    if missing:
+        raise BadInputError(f"IO spec asks for gate outputs of {len(missing)} site(s) without gates "
+                            f"(e.g. {missing[0]}); install gates or drop the gate outputs")
+
+
+def _is_static(spec: UNetIOSpec) -> bool:
+    return all(r.min == r.max for r in (spec.batch, spec.height, spec.width))
+
+
+def _trace(unet: nn.Module, spec: UNetIOSpec, path: Path, exporter: str, opset: int, open_gates: bool) -> None:
+    feed = spec.dummy_inputs(spec.batch.opt, spec.height.opt, spec.width.opt, seed=0,
+                             device=unet.conv_in.weight.device)
+    args = tuple(feed[name] for name in INPUT_NAMES)
+    axes = None if _is_static(spec) else spec.dynamic_axes()
+    graph = UNetGraph(unet, spec).eval()
+    common = dict(input_names=list(INPUT_NAMES), output_names=spec.output_names, opset_version=opset)
+    with torch.no_grad(), quiet_exporter(), gates_forced_open(unet, open_gates):
+        if exporter == "torchscript":
+            torch.onnx.export(graph, args, str(path), dynamo=False, dynamic_axes=axes, do_constant_folding=True,
+                              **common)
+        else:
+            with cast_add_time_proj(unet, spec.torch_dtype):
+                torch.onnx.export(graph, args, str(path), dynamo=True, dynamic_axes=axes, external_data=True,
+                                  optimize=True, **common)
+
+
+def _slim(model):
+    import onnxslim
+
+    return onnxslim.slim(model)
+
+
+def _save(model, path: Path, external: bool | None, size_bytes: int) -> bool:
+    import onnx
+
+    external = size_bytes > PROTOBUF_LIMIT - 64 * 1024**2 if external is None else external
+    if external:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=mf.DATA_NAME, size_threshold=1024)
+    else:
+        onnx.save_model(model, str(path))
+    return external
+
+
+def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset: int = 17,
+                exporter: str = "torchscript", slim: bool = True, open_gates: bool = False,
+                external_data: bool | None = None, source: dict | None = None, progress: bool = True) -> ExportResult:
+    """Export ``unet`` (gates installed or not) to ``out_dir``: ``unet.onnx`` (+ ``unet.onnx.data`` over 2 GB),
+    ``io_spec.json`` and ``manifest.json``. Written atomically: a failure leaves no folder at ``out_dir``
+    (an existing export there is kept until the new one is complete).
+
+    ``spec`` gives dtype, ranges (all min == max: static shapes) and gate outputs (``spec.with_gate_outputs``).
+    ``open_gates`` exports a stock-equivalent graph (gates forced open, the heads left out). ``source`` is
+    recorded in the manifest (``model``, ``seed``, ``gate_checkpoint``) so ``parity`` can rebuild the reference.
+    """
+    import onnx
+    from tqdm.auto import tqdm
+
+    _check_inputs(unet, spec, exporter)
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        ensure_writable_dir(out_dir)
+    start = time.perf_counter()
+    steps = ["trace", "slim", "save", "check", "manifest"] if slim else ["trace", "save", "check", "manifest"]
+    bar = tqdm(total=len(steps), desc=f"export {spec.dtype}", disable=not progress, leave=False)
+    timings = {}
+
+    def step(name):
+        timings[name] = round(time.perf_counter() - step.t, 2)
+        step.t = time.perf_counter()
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    step.t = start
+    try:
+        with atomic_dir(out_dir) as tmp:
+            raw = tmp / ".raw"
+            raw.mkdir()
+            try:
+                _trace(unet, spec, raw / mf.ONNX_NAME, exporter, opset, open_gates)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise ExportError(f"torch.onnx.export ({exporter}) failed: {str(exc).splitlines()[0]}; try "
+                                  f"--exporter {'dynamo' if exporter == 'torchscript' else 'torchscript'}") from exc
+            step("trace")
+            model = onnx.load(str(raw / mf.ONNX_NAME))
+            if slim:
+                model = _slim(model)
+                step("slim")
+            report = graph_report(model)
+            onnx_path = tmp / mf.ONNX_NAME
+            external = _save(model, onnx_path, external_data, report.initializer_bytes)
+            del model
+            shutil.rmtree(raw)
+            step("save")
+            check_onnx_file(onnx_path)
+            check_graph_shape(report, spec, str(out_dir / mf.ONNX_NAME))
+            step("check")
+            spec.save(tmp / mf.IO_SPEC_NAME)
+            manifest = _manifest(unet, tmp, spec, report, exporter=exporter, opset=opset, slim=slim,
+                                 open_gates=open_gates, external=external, source=source or {},
+                                 seconds=time.perf_counter() - start, timings=timings)
+            write_json_atomic(tmp / mf.MANIFEST_NAME, manifest)
+            step("manifest")
+    finally:
+        bar.close()
+    return ExportResult(out_dir, out_dir / mf.ONNX_NAME, spec, manifest, time.perf_counter() - start)
+
+
+def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, slim, open_gates, external, source,
+              seconds, timings) -> dict:
+    installation = gate_installation(unet)
+    files = {}
+    for name in (mf.ONNX_NAME, mf.DATA_NAME) if external else (mf.ONNX_NAME,):
+        files[name] = {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
+    gate_ckpt = source.get("gate_checkpoint")
+    return {
+        "format": mf.FORMAT,
+        "created": mf.now_utc(),
+        "onnx": mf.ONNX_NAME,
+        "onnx_sha256": files[mf.ONNX_NAME]["sha256"],
+        "files": files,
+        "external_data": bool(external),
+        "dtype": spec.dtype,
+        "fp32_kept": FP32_KEPT if spec.dtype == "fp16" else None,
+        "opset": opset,
+        "exporter": exporter,
+        "slimmed": slim,
+        "static": _is_static(spec),
+        "open_gates": bool(open_gates),
+        "gates_hash": gates_hash(unet) if installation is not None and not open_gates else None,
+        "gates": installation.to_dict() if installation is not None else None,
+        "gate_checkpoint": {"path": str(Path(gate_ckpt).resolve()), "sha256": sha256_file(gate_ckpt)}
+        if gate_ckpt else None,
+        "gate_outputs": list(spec.gate_sites),
+        "unet_fingerprint": unet_fingerprint(unet),
+        "model": source.get("model"),
+        "seed": source.get("seed"),
+        "graph": report.to_dict(),
+        "export_seconds": round(seconds, 2),
+        "step_seconds": timings,
+        "versions": mf.package_versions(),
+    }

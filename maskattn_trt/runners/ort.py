@@ -1,0 +1,131 @@
+"""ONNX Runtime runner over an exported UNet folder (the same Runner contract as eager and TensorRT).
+
+Execution providers: by default every one of TensorRT, CUDA and CPU that the installed onnxruntime has, in
+that order (a CPU-only onnxruntime runs on CPU). The TensorRT EP gets the export's min/opt/max profile and
+caches its engines beside the graph. Outputs are written into preallocated NaN-filled buffers through IO
+binding, so an element the graph failed to write would show up as NaN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import BackendUnavailableError, BadInputError, MaskAttnError
+from ..spec import INPUT_NAMES, UNetIOSpec
+from .base import Runner
+
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+_NUMPY = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendUnavailableError(f"onnxruntime is not installed ({exc}); pip install onnxruntime "
+                                      "(or onnxruntime-gpu for CUDA / TensorRT execution providers)") from exc
+    return onnxruntime
+
+
+def resolve_providers(requested, available: list[str]) -> list[str]:
+    """``None`` -> every available of TensorRT, CUDA, CPU; else names ('cpu', 'cuda', 'tensorrt' or full EP names)."""
+    if requested is None:
+        return [p for p in PROVIDERS.values() if p in available] or ["CPUExecutionProvider"]
+    names = [requested] if isinstance(requested, str) else list(requested)
+    chosen = []
+    for name in names:
+        full = PROVIDERS.get(str(name).lower(), name)
+        if full not in available:
+            raise BackendUnavailableError(
+                f"ONNX Runtime execution provider {name!r} is not available here (available: {', '.join(available)});"
+                " install onnxruntime-gpu for CUDA / TensorRT, or use --providers cpu"
+            )
+        chosen.append(full)
+    return chosen
+
+
+def _shape_text(spec: UNetIOSpec, which: int) -> str:
+    return ",".join(f"{name}:{'x'.join(map(str, shapes[which]))}" for name, shapes in spec.profile().items())
+
+
+class OrtRunner(Runner):
+    """Runs ``unet.onnx`` of an export folder (its ``io_spec.json`` beside it) with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path_or_dir: str | Path, providers=None, *, threads: int | None = None,
+                 spec: UNetIOSpec | None = None):
+        from ..export.manifest import IO_SPEC_NAME, resolve_onnx
+
+        self.onnx_path = resolve_onnx(onnx_path_or_dir)
+        super().__init__(spec or UNetIOSpec.load(self.onnx_path.parent / IO_SPEC_NAME))
+        self.requested_providers = providers
+        self.threads = threads
+        self.session = None
+        self.providers: list[str] = []
+
+    def _provider_options(self, providers: list[str]) -> list[dict]:
+        options = []
+        for provider in providers:
+            if provider == PROVIDERS["tensorrt"]:
+                options.append({
+                    "trt_fp16_enable": self.spec.dtype == "fp16",
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(self.onnx_path.parent / "ort_trt_cache"),
+                    "trt_profile_min_shapes": _shape_text(self.spec, 0),
+                    "trt_profile_opt_shapes": _shape_text(self.spec, 1),
+                    "trt_profile_max_shapes": _shape_text(self.spec, 2),
+                })
+            else:
+                options.append({})
+        return options
+
+    def activate(self) -> None:
+        ort = _import_ort()
+        providers = resolve_providers(self.requested_providers, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        if self.threads:
+            options.intra_op_num_threads = int(self.threads)
+        try:
+            self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers,
+                                                provider_options=self._provider_options(providers))
+        except Exception as exc:  # onnxruntime raises its own pybind exception types (Fail, InvalidGraph, ...)
+            raise MaskAttnError(f"ONNX Runtime could not load {self.onnx_path}: {str(exc).splitlines()[0]}; "
+                                "re-export it with `maskattn-trt export`") from exc
+        self.providers = self.session.get_providers()
+        graph_inputs = [i.name for i in self.session.get_inputs()]
+        if graph_inputs != list(INPUT_NAMES):
+            raise BadInputError(f"{self.onnx_path} has inputs {graph_inputs}, expected {list(INPUT_NAMES)}: "
+                                "not a maskattn-trt UNet export")
+
+    def deactivate(self) -> None:
+        self.session = None
+
+    def infer_impl(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        shapes = self.spec.shapes(*self.spec.feed_shape(feed))
+        dtypes = self.spec.input_dtypes()
+        binding = self.session.io_binding()
+        arrays = {}
+        for name in INPUT_NAMES:
+            tensor = feed[name]
+            if tuple(tensor.shape) != shapes[name]:
+                raise BadInputError(f"{self.name} input {name} has shape {tuple(tensor.shape)}, expected "
+                                    f"{shapes[name]} for this sample shape")
+            arrays[name] = np.ascontiguousarray(tensor.detach().to("cpu", dtypes[name]).numpy())
+            binding.bind_cpu_input(name, arrays[name])
+        out_dtype = _NUMPY[self.spec.torch_dtype]
+        outputs = {}
+        for name in self.spec.output_names:
+            outputs[name] = np.full(shapes[name], np.nan, dtype=out_dtype)  # poisoned: unwritten -> NaN
+            binding.bind_output(name, "cpu", 0, out_dtype, outputs[name].shape, outputs[name].ctypes.data)
+        try:
+            self.session.run_with_iobinding(binding)
+        except Exception as exc:  # onnxruntime's pybind exception types
+            raise MaskAttnError(f"ONNX Runtime failed on {self.onnx_path} with sample {shapes['sample']}: "
+                                f"{str(exc).splitlines()[0]}") from exc
+        return {name: torch.from_numpy(array) for name, array in outputs.items()}
