@@ -94,9 +94,15 @@ def _is_static(spec: UNetIOSpec) -> bool:
     return all(r.min == r.max for r in (spec.batch, spec.height, spec.width))
 
 
+def trace_shape(spec: UNetIOSpec) -> tuple[int, int, int]:
+    """(batch, latent height, latent width) the exporter traces at: the smallest sizes of the range (a full
+    1024 px fp16 forward on CPU would dominate the export), with batch 2 where allowed so no batch dimension
+    of 1 is specialised into broadcasting."""
+    return min(max(2, spec.batch.min), spec.batch.max), spec.height.min, spec.width.min
+
+
 def _trace(unet: nn.Module, spec: UNetIOSpec, path: Path, exporter: str, opset: int, open_gates: bool) -> None:
-    feed = spec.dummy_inputs(spec.batch.opt, spec.height.opt, spec.width.opt, seed=0,
-                             device=unet.conv_in.weight.device)
+    feed = spec.dummy_inputs(*trace_shape(spec), seed=0, device=unet.conv_in.weight.device)
     args = tuple(feed[name] for name in INPUT_NAMES)
     axes = None if _is_static(spec) else spec.dynamic_axes()
     graph = UNetGraph(unet, spec).eval()
@@ -118,15 +124,47 @@ def _slim(model):
 
 
 def _save(model, path: Path, external: bool | None, size_bytes: int) -> bool:
+    """Save a fully loaded model, as one file or with all weights in ``unet.onnx.data``."""
     import onnx
 
-    external = size_bytes > PROTOBUF_LIMIT - 64 * 1024**2 if external is None else external
+    external = _needs_external(external, size_bytes)
     if external:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=mf.DATA_NAME, size_threshold=1024)
     else:
         onnx.save_model(model, str(path))
     return external
+
+
+def _needs_external(external: bool | None, size_bytes: int) -> bool:
+    return size_bytes > PROTOBUF_LIMIT - 64 * 1024**2 if external is None else external
+
+
+def _stream_external(model, raw_dir: Path, path: Path, min_bytes: int = 1024) -> None:
+    """Write ``model`` (loaded without its external data) with every weight in one ``unet.onnx.data``,
+    copying tensors one at a time from the exporter's files: peak memory is one tensor, not the model."""
+    import onnx
+
+    offset = 0
+    with open(path.parent / mf.DATA_NAME, "wb") as data:
+        for tensor in model.graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                info = {e.key: e.value for e in tensor.external_data}
+                with open(raw_dir / info["location"], "rb") as src:
+                    src.seek(int(info.get("offset", 0)))
+                    blob = src.read(int(info["length"])) if "length" in info else src.read()
+            elif tensor.HasField("raw_data") and len(tensor.raw_data) >= min_bytes:
+                blob = tensor.raw_data
+            else:
+                continue
+            data.write(blob)
+            del tensor.external_data[:]
+            tensor.ClearField("raw_data")
+            for key, value in (("location", mf.DATA_NAME), ("offset", offset), ("length", len(blob))):
+                tensor.external_data.add(key=key, value=str(value))
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            offset += len(blob)
+    onnx.save_model(model, str(path))
 
 
 def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset: int = 17,
@@ -169,13 +207,21 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
                 raise ExportError(f"torch.onnx.export ({exporter}) failed: {str(exc).splitlines()[0]}; try "
                                   f"--exporter {'dynamo' if exporter == 'torchscript' else 'torchscript'}") from exc
             step("trace")
-            model = onnx.load(str(raw / mf.ONNX_NAME))
-            if slim:
-                model = _slim(model)
-                step("slim")
-            report = graph_report(model)
             onnx_path = tmp / mf.ONNX_NAME
-            external = _save(model, onnx_path, external_data, report.initializer_bytes)
+            if slim:
+                model = _slim(onnx.load(str(raw / mf.ONNX_NAME)))
+                step("slim")
+                report = graph_report(model)
+                external = _save(model, onnx_path, external_data, report.initializer_bytes)
+            else:  # weights are never all in memory twice: stream them from the exporter's files
+                model = onnx.load(str(raw / mf.ONNX_NAME), load_external_data=False)
+                report = graph_report(model)
+                external = _needs_external(external_data, report.initializer_bytes)
+                if external:
+                    _stream_external(model, raw, onnx_path)
+                else:
+                    onnx.load_external_data_for_model(model, str(raw))
+                    onnx.save_model(model, str(onnx_path))
             del model
             shutil.rmtree(raw)
             step("save")
