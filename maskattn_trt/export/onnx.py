@@ -32,7 +32,7 @@ from ..gates.install import unet_fingerprint
 from ..spec import INPUT_NAMES, UNetGraph, UNetIOSpec
 from ..utils.io import atomic_dir, ensure_writable_dir, sha256_file, write_json_atomic
 from . import manifest as mf
-from .patches import cast_add_time_proj, gates_forced_open, quiet_exporter
+from .patches import cast_add_time_proj, gates_forced_open, quiet_diffusers, quiet_exporter
 from .validate import check_graph_shape, check_onnx_file, graph_report
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -65,7 +65,9 @@ def cast_unet(unet: nn.Module, dtype: str) -> nn.Module:
 
     if dtype not in DTYPES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    unet.to(DTYPES[dtype])
+    if unet.conv_in.weight.dtype != DTYPES[dtype]:
+        with quiet_diffusers():  # it warns on every .to(dtype), also when nothing must stay fp32
+            unet.to(DTYPES[dtype])
     for proc in gate_processors(unet).values():
         proc.gate_head.to(torch.float32)
     return unet

@@ -60,3 +60,16 @@ def quiet_exporter() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*Converting a tensor to a Python.*")
         yield
+
+
+@contextlib.contextmanager
+def quiet_diffusers() -> Iterator[None]:
+    """Silence diffusers' logger for a block (restoring its level), e.g. its warning on ``ModelMixin.to(dtype)``."""
+    from diffusers.utils import logging as dlogging
+
+    level = dlogging.get_verbosity()
+    dlogging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        dlogging.set_verbosity(level)

@@ -28,18 +28,19 @@ def _init_in_place(unet: nn.Module, seed: int) -> None:
 
 def load_unet_for_export(model: str, dtype: str = "fp32", seed: int = 0) -> nn.Module:
     """``tiny`` | ``small`` | ``sdxl`` (random weights, seeded) or a local diffusers SDXL folder, in ``dtype``."""
-    from ..models import UNET_PRESETS, build_unet, load_unet
+    from ..models import UNET_PRESETS, build_unet
+    from .onnx import cast_unet
 
     if dtype not in DTYPES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     torch_dtype = DTYPES[dtype]
     if model in _META_BUILT:
-        unet = build_unet(model, seed, device="meta").to(torch_dtype)
+        unet = cast_unet(build_unet(model, seed, device="meta"), dtype)
         unet.to_empty(device="cpu")
         _init_in_place(unet, seed)
         return unet.eval().requires_grad_(False)
     if model in UNET_PRESETS:
-        return build_unet(model, seed).to(torch_dtype).requires_grad_(False)
+        return cast_unet(build_unet(model, seed), dtype).requires_grad_(False)
     from diffusers import UNet2DConditionModel
 
     from ..models.loading import _check_sdxl_folder

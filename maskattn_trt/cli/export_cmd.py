@@ -1,0 +1,56 @@
+"""``maskattn-trt export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import dtype_option, model_option, seed_option
+
+
+@click.command("export")
+@model_option
+@click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
+              help="Gate checkpoint (.safetensors from train / convert-gates).")
+@click.option("--open-gates", is_flag=True, help="Export a stock-equivalent graph (no gates) instead of --gates.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (replaced atomically).")
+@dtype_option
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--batch", default="1:2:4", show_default=True, help="Batch MIN:OPT:MAX (or one value).")
+@click.option("--height", default=None,
+              help="Image height in PIXELS, MIN:OPT:MAX or one value (default tiny 32:64:128, SDXL 512:1024:1024).")
+@click.option("--width", default=None, help="Image width in PIXELS, MIN:OPT:MAX or one value.")
+@click.option("--static", is_flag=True, help="Fixed shapes (the OPT values) instead of dynamic batch/height/width.")
+@click.option("--gate-outputs", is_flag=True, help="Also output each site's hard gate 'gate:<site>' [B, N, 77].")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
+              help="torch.onnx exporter (torchscript: fast, valid fp16 as is; dynamo: lower peak memory).")
+@click.option("--no-slim", is_flag=True, help="Skip the onnxslim clean-up / constant folding pass.")
+@seed_option
+def export(model, gates_path, open_gates, out, dtype, opset, batch, height, width, static, gate_outputs, exporter,
+           no_slim, seed):
+    """Export the gated UNet as one ONNX graph (+ io_spec.json + manifest.json).
+
+    \b
+    Examples:
+      maskattn-trt export --model tiny --gates gates.safetensors --out export/out/tiny --gate-outputs
+      maskattn-trt export --model tiny --open-gates --out export/out/tiny_stock
+      maskattn-trt export --model /models/sdxl --gates gates.safetensors --dtype fp16 \\
+          --height 768:1024:1024 --width 768:1024:1024 --batch 1:2:2 --out export/out/sdxl_fp16
+    """
+    from ..export.from_model import ExportRequest, export_model
+
+    request = ExportRequest(
+        out=Path(out), model=model, gates=Path(gates_path) if gates_path else None, open_gates=open_gates,
+        dtype=dtype, opset=opset, batch=batch, height=height, width=width, static=static,
+        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed,
+    )
+    result = export_model(request)
+    click.echo(result.summary())
+    s = result.spec
+    click.echo(f"  shapes: batch {s.batch}, latent height {s.height}, width {s.width} "
+               f"({'static' if result.manifest['static'] else 'dynamic'}; pixels = latent x {s.vae_scale})")
+    graph = result.manifest["graph"]
+    click.echo(f"  graph: {graph['nodes']} nodes, IsNaN {graph['isnan']}, gate sigmoids {graph['gate_sigmoids']} "
+               f"(SiLU sigmoids {graph['silu_sigmoids']}), outputs {', '.join(s.output_names[:3])}"
+               f"{' ...' if len(s.output_names) > 3 else ''}")
