@@ -1,0 +1,297 @@
+"""The gate training loop (flat, nanoGPT-shaped): frozen SDXL, AdamW over the gate heads only.
+
+    setup (processes, pipeline, gates, data, optimizer, resume)
+    for each step: lr = learning_rate(step); accumulate micro-batch gradients (DDP syncs the last one);
+                   clip; optimizer step; log; checkpoint every N steps
+    write the final gates (a save_gates file that load_gates and export take)
+
+Every random draw of a step comes from a generator seeded by (seed, rank, step, micro-step), and the data
+order from (seed, epoch), so a run interrupted and resumed from a checkpoint ends bit-identical to one that
+was not (CPU, fp32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..gates import (
+    gate_heads,
+    gate_installation,
+    gate_parameters,
+    install_gates,
+    load_gates,
+    recorded_gates,
+    remove_gates,
+    save_gates,
+    set_gate_recording,
+    set_gates_open,
+)
+from ..utils.io import ensure_writable_dir, write_json_atomic
+from . import checkpoint as ckpt
+from . import distributed
+from .data import EpochBatches, SkipCounter, collate
+from .metrics import Callback, JsonlMetrics, ProgressBar, TensorBoard
+from .objective import GatedDenoiser, Objective
+from .recipe import OptimSection, Recipe
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def learning_rate(step: int, optim: OptimSection, total_steps: int) -> float:
+    """LR of optimizer step ``step`` (0-based): linear warm-up, then cosine decay to lr * min_lr_ratio."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
+    return optim.lr * (optim.min_lr_ratio + (1.0 - optim.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
+    return (((seed * 1_000_003 + step) * 1_009 + micro) * 131 + rank) % (2**63 - 1)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    gates_path: Path
+    start_step: int
+    end_step: int
+    total_steps: int
+    seconds: float
+    world_size: int
+    losses: list[float] = field(default_factory=list)  # this process's loss of every step of this run
+    open_fraction: dict[str, float] = field(default_factory=dict)  # last logged step
+    skipped: dict[str, int] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.end_step >= self.total_steps
+
+    def loss_start_end(self) -> tuple[float, float]:
+        k = max(1, len(self.losses) // 10)
+        return sum(self.losses[:k]) / k, sum(self.losses[-k:]) / k
+
+    def summary(self) -> str:
+        start, end = self.loss_start_end() if self.losses else (float("nan"), float("nan"))
+        ran = self.end_step - self.start_step
+        opened = sum(self.open_fraction.values()) / max(1, len(self.open_fraction))
+        state = "finished" if self.finished else f"stopped at step {self.end_step}/{self.total_steps}"
+        return (f"{state}: {ran} steps in {self.seconds:.1f} s on {self.world_size} process(es); "
+                f"loss {start:.4f} -> {end:.4f} (mean of first/last 10%); mean gate open fraction {opened:.3f}; "
+                f"skipped samples: {', '.join(f'{v} {k}' for k, v in self.skipped.items()) or 'none'}; "
+                f"gates: {self.gates_path}")
+
+
+def prepare_pipeline(recipe: Recipe, pipe, device: torch.device):
+    """Load (or take) the pipeline, freeze it, set precision and install the recipe's gates (fp32)."""
+    if pipe is None:
+        from ..models import load_pipeline
+
+        pipe = load_pipeline(recipe.model.model, seed=recipe.train.seed)
+    dtype = DTYPES[recipe.model.precision]
+    unet = pipe.unet
+    for module, wanted in ((unet, dtype), (pipe.text_encoder, dtype), (pipe.text_encoder_2, dtype),
+                           (pipe.vae, torch.float32)):  # the SDXL VAE overflows in fp16: keep it fp32
+        module.requires_grad_(False)
+        param = next(module.parameters())
+        if param.dtype != wanted:
+            module.to(dtype=wanted)
+        if param.device != device:
+            module.to(device=device)
+    installed = gate_installation(unet)
+    torch.manual_seed(recipe.train.seed)
+    if recipe.train.init_gates:
+        remove_gates(unet)
+        install_gates(unet, recipe.gates)
+        load_gates(unet, recipe.train.init_gates)
+    elif installed is None or installed.config != recipe.gates:
+        install_gates(unet, recipe.gates)
+    for head in gate_heads(unet).values():
+        head.to(device=device, dtype=torch.float32).requires_grad_(True)
+    set_gates_open(unet, False)
+    if recipe.model.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    return pipe
+
+
+def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], device):
+    from .data import ImageCaptionDataset, read_records
+
+    section = recipe.data
+    records, skipped = None, SkipCounter(section.strict)
+    if ctx.is_main or not section.format == "synthetic":
+        records, skipped = read_records(section, out_dir / "synthetic")
+    distributed.barrier(ctx)
+    if records is None:
+        records, skipped = read_records(section, out_dir / "synthetic")
+    if section.cache_dir:
+        from .cache import CachedDataset, ensure_cache
+
+        if ctx.is_main:
+            ensure_cache(pipe, records, section, recipe.train.seed, device, progress=recipe.log.progress)
+        distributed.barrier(ctx)
+        dataset = CachedDataset(section.cache_dir)
+    else:
+        dataset = ImageCaptionDataset(records, section, recipe.train.seed)
+    global_batch = recipe.train.batch_size * ctx.world_size
+    sampler = EpochBatches(len(dataset), recipe.train.batch_size, ctx.world_size, ctx.rank, recipe.train.seed,
+                           start=(position[0], position[1] // global_batch))
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                         num_workers=section.num_workers)
+    return loader, sampler, skipped
+
+
+def _callbacks(recipe: Recipe, out_dir: Path, extra: list[Callback] | None) -> list[Callback]:
+    found = [ProgressBar(disable=not recipe.log.progress), JsonlMetrics(out_dir / "metrics.jsonl")]
+    if recipe.log.tensorboard:
+        found.append(TensorBoard(out_dir / "tensorboard"))
+    return found + list(extra or [])
+
+
+def train(recipe: Recipe, *, pipe=None, resume: str | Path | bool | None = None, stop_after: int | None = None,
+          callbacks: list[Callback] | None = None) -> TrainResult:
+    """Train the gate heads of ``recipe`` (on ``pipe`` if given, else ``recipe.model.model``).
+
+    ``resume``: True / 'auto' (latest checkpoint of the run folder, if any) or a checkpoint folder.
+    ``stop_after``: stop after this many steps of this run, with a checkpoint (for time-limited jobs).
+    """
+    started = time.perf_counter()
+    ctx = distributed.init_distributed(recipe.model.device)
+    try:
+        return _train(recipe, ctx, pipe, resume, stop_after, callbacks, started)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainResult:
+    out_dir = Path(recipe.train.out_dir)
+    if ctx.is_main:
+        ensure_writable_dir(out_dir)
+        write_json_atomic(out_dir / "recipe.json", recipe.to_dict())
+    accum = recipe.train.grad_accum(ctx.world_size)
+    resume_dir = ckpt.resolve_resume(resume, out_dir)
+    state = ckpt.load_trainer_state(resume_dir) if resume_dir else None
+    if state is not None and state.recipe.get("gates") != recipe.to_dict()["gates"]:
+        raise ConfigError(f"cannot resume from {resume_dir}: it trained gates {state.recipe.get('gates')}, "
+                          f"this recipe asks for {recipe.to_dict()['gates']}")
+
+    pipe = prepare_pipeline(recipe, pipe, ctx.device)
+    unet, dtype = pipe.unet, DTYPES[recipe.model.precision]
+    if state is not None:
+        load_gates(unet, resume_dir / ckpt.GATES_FILE)
+    params = gate_parameters(unet)
+    model = distributed.wrap(GatedDenoiser(unet), ctx)
+    optimizer = torch.optim.AdamW(params, lr=recipe.optim.lr, betas=recipe.optim.betas, eps=recipe.optim.eps,
+                                  weight_decay=recipe.optim.weight_decay)
+    scaler = torch.amp.GradScaler(ctx.device.type) if recipe.model.precision == "fp16" else None
+    step, position = 0, (0, 0)
+    if state is not None:
+        optimizer.load_state_dict(state.optimizer)
+        if scaler is not None and state.scaler:
+            scaler.load_state_dict(state.scaler)
+        if ctx.rank < len(state.rng):
+            ckpt.set_rng_state(state.rng[ctx.rank])
+        step, position = state.step, state.position
+    objective = Objective(pipe.scheduler.config, recipe.train.prediction_type, recipe.train.min_snr_gamma,
+                          pipe.vae.config.scaling_factor)
+    loader, sampler, skipped = _data(recipe, pipe, ctx, out_dir, position, ctx.device)
+    global_batch = recipe.train.batch_size * ctx.world_size
+    epoch, batch_index = position[0], position[1] // global_batch
+    calls = _callbacks(recipe, out_dir, callbacks) if ctx.is_main else []
+    total, start_step = recipe.train.steps, step
+    for cb in calls:
+        cb.on_start({"steps": total, "start_step": step, "recipe": recipe, "world_size": ctx.world_size,
+                     "grad_accum": accum, "resumed_from": resume_dir})
+
+    batches = iter(loader)
+    losses, open_fraction, last_ckpt = [], {}, None
+    clip = recipe.optim.grad_clip if recipe.optim.grad_clip > 0 else float("inf")
+    end = total if stop_after is None else min(total, step + stop_after)
+    while step < end:
+        t0 = time.perf_counter()
+        lr = learning_rate(step, recipe.optim, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logged = (step + 1) % recipe.log.every == 0 or step + 1 == end
+        set_gate_recording(unet, logged)
+        step_loss = 0.0
+        for micro in range(accum):
+            while True:  # a batch whose every sample is bad is skipped as a whole
+                batch = next(batches)
+                epoch, batch_index = sampler.position_after(epoch, batch_index)
+                for reason, where in batch["bad"]:
+                    skipped.skip(reason, where)
+                if batch["size"]:
+                    break
+            cond = objective.conditioning(pipe, batch, ctx.device)
+            generator = torch.Generator(ctx.device).manual_seed(step_seed(recipe.train.seed, ctx.rank, step, micro))
+            sync = micro == accum - 1 or not ctx.enabled
+            with contextlib.nullcontext() if sync else model.no_sync():
+                loss = objective.loss(model, cond, generator, dtype) / accum
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+            step_loss += loss.item()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(step_loss)
+        record = {"step": step, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+                  "samples_per_s": recipe.train.batch_size * accum * ctx.world_size / (time.perf_counter() - t0),
+                  "logged": logged}
+        if logged:
+            record["loss"] = distributed.mean_over_ranks(step_loss, ctx)
+            open_fraction = {site: g.float().mean().item() for site, g in recorded_gates(unet).items()}
+            record["open_fraction"] = open_fraction
+            record["elapsed_s"] = time.perf_counter() - started
+            set_gate_recording(unet, False)
+        for cb in calls:
+            cb.on_step(record)
+        every = recipe.checkpoint.every
+        if (every and step % every == 0) or step == end:
+            last_ckpt = _checkpoint(recipe, ctx, unet, optimizer, scaler, step, (epoch, batch_index * global_batch))
+            for cb in calls:
+                cb.on_checkpoint(last_ckpt)
+    del batches
+    set_gate_recording(unet, False)
+    if recipe.model.gradient_checkpointing:
+        unet.disable_gradient_checkpointing()
+
+    counts = distributed.gather(dict(skipped), ctx)
+    skipped_total = {k: sum(c.get(k, 0) for c in counts) for c in counts for k in c}
+    gates_path = out_dir / "gates.safetensors"
+    if step >= total:
+        if ctx.is_main:
+            save_gates(unet, gates_path, extra={"step": step, "recipe": recipe.to_dict()})
+        distributed.barrier(ctx)
+    elif last_ckpt is not None:
+        gates_path = last_ckpt / ckpt.GATES_FILE
+    result = TrainResult(out_dir, gates_path, start_step, step, total, time.perf_counter() - started,
+                         ctx.world_size, losses, open_fraction, skipped_total, last_ckpt)
+    for cb in calls:
+        cb.on_end({"result": result})
+    return result
+
+
+def _checkpoint(recipe, ctx, unet, optimizer, scaler, step, position) -> Path:
+    rng = distributed.gather(ckpt.rng_state(), ctx)
+    path = Path(recipe.train.out_dir) / "checkpoints" / f"step-{step:08d}"
+    if ctx.is_main:
+        state = ckpt.TrainerState(step, position, optimizer.state_dict(),
+                                  scaler.state_dict() if scaler is not None else None, rng,
+                                  recipe.to_dict(), ctx.world_size)
+        path = ckpt.save_checkpoint(recipe.train.out_dir, unet, state, recipe.checkpoint.keep)
+    distributed.barrier(ctx)
+    return path
