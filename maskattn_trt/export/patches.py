@@ -73,3 +73,22 @@ def quiet_diffusers() -> Iterator[None]:
         yield
     finally:
         dlogging.set_verbosity(level)
+
+
+@contextlib.contextmanager
+def recording_gate_margins(unet: nn.Module) -> Iterator[dict]:
+    """Record ``logit - logit(tau)`` [B, N, T] per site during forwards inside the block (parity uses it to tell
+    a gate flipped by rounding near the threshold from a real disagreement). Reverts on exit."""
+    margins: dict = {}
+    processors = gate_processors(unet)
+    for site, proc in processors.items():
+        def gate(features, tokens, _proc=proc, _site=site, _original=proc.gate):
+            margins[_site] = (_proc.gate_head(features, tokens) - _proc.threshold_logit).detach()
+            return _original(features, tokens)
+
+        proc.__dict__["gate"] = gate
+    try:
+        yield margins
+    finally:
+        for proc in processors.values():
+            proc.__dict__.pop("gate", None)
