@@ -1,0 +1,44 @@
+"""Demo stage: export the gated tiny UNet as one ONNX graph and prove parity eager vs ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..gates import gate_installation, save_gates
+from ..spec import UNetIOSpec
+from .from_model import TINY_VAE_SCALE
+from .onnx import export_unet
+
+
+def demo_stage(state) -> list[str]:
+    from ..export.patches import recording_gate_margins
+    from ..parity import compare_runners, parity_feeds
+    from ..runners import EagerRunner
+    from ..runners.ort import OrtRunner
+
+    unet = state.pipe.unet
+    installation = gate_installation(unet)
+    if installation is None:
+        return ["skipped: the tiny UNet has no gates (the gates stage did not run)"]
+    # The gates as they are now (the train stage may have changed them), so `maskattn-trt parity --onnx` can
+    # rebuild the same reference from the manifest later.
+    gates_path = save_gates(unet, Path(state.out_dir) / "gates_exported.safetensors")
+    spec = UNetIOSpec.for_unet(unet, vae_scale=TINY_VAE_SCALE).with_gate_outputs(list(installation.sites))
+    result = export_unet(unet, Path(state.out_dir) / "onnx", spec, progress=False,
+                         source={"model": "tiny", "seed": state.seed, "gate_checkpoint": str(gates_path)})
+    state.onnx_dir = result.out_dir
+    graph = result.manifest["graph"]
+    lines = [result.summary(),
+             f"graph: IsNaN {graph['isnan']}, gate sigmoids {graph['gate_sigmoids']} (all {graph['sigmoids']} "
+             f"Sigmoids are SiLUs), {len(spec.gate_sites)} gate outputs; dynamic batch {spec.batch}, "
+             f"latent {spec.height} x {spec.width}"]
+    feeds = parity_feeds(spec, state.pipe, seed=state.seed)
+    with recording_gate_margins(unet) as margins:
+        report = compare_runners(EagerRunner(unet, spec), {"onnxruntime": OrtRunner(result.out_dir)}, feeds,
+                                 progress=False, reference_margins=margins)
+    lines += report.table()
+    tol = report.tolerances["onnxruntime"]
+    lines.append(f"parity {'passed' if report.passed else 'FAILED'} (tolerances: max abs <= {tol['noise_pred'][0]:g}, "
+                 f"rel L2 <= {tol['noise_pred'][1]:g}, gate agreement >= {tol['gate_agreement']}); "
+                 f"re-run: maskattn-trt parity --onnx {result.out_dir}")
+    return lines
