@@ -34,6 +34,7 @@ class OutputStats:
     atol: float
     rel_l2_tol: float
     passed: bool
+    flip_affected: bool = False  # judged with the flip tolerance: explained gate flips moved this output
 
 
 @dataclass
@@ -98,7 +99,8 @@ class ParityReport:
             agr = f"{c.min_agreement:.5f}" if c.min_agreement is not None else "-"
             flips = sum(g.flips for g in c.gates.values()) if c.gates else "-"
             unexplained = [g.unexplained_flips for g in c.gates.values() if g.unexplained_flips is not None]
-            near = f" ({sum(unexplained)} beyond margin)" if unexplained else ""
+            near = f" ({sum(unexplained)} unexplained flips)" if unexplained else ""
+            near += " (flip tolerance)" if o.flip_affected else ""
             rows.append(f"{c.case:<28} {c.runner:<12} {shape:<14} {o.max_abs:9.2e} {o.rel_l2:9.2e} "
                         f"{o.cosine:10.7f} {agr:>9} {flips!s:>6}  {'ok' if c.passed else 'FAIL'}{near}")
         return rows
@@ -126,6 +128,9 @@ class ParityReport:
 # fp32 graph reproduces eager logits to ~1e-5; fp16 activations move them by up to a few 1e-2 (measured on
 # the tiny UNet with prompt feeds: every flip within 0.021 of the threshold fp16, within 4e-8 fp32).
 GATE_LOGIT_MARGIN = {("fp32", "fp32"): 1e-3, ("fp32", "fp16"): 0.1, ("fp16", "fp16"): 0.1}
+# noise_pred tolerance (max abs, rel L2) for a feed where explained gate flips occurred: one flipped (position,
+# token) of the tiny UNet moves noise_pred by ~1e-4 max abs / ~1e-5 rel L2; a real bug moves it by >1e-1.
+FLIP_NOISE_PRED = {("fp32", "fp32"): (1e-2, 1e-3), ("fp32", "fp16"): (5e-2, 1e-2), ("fp16", "fp16"): (5e-2, 1e-2)}
 
 
 def tolerances_for(reference: Runner, other: Runner) -> dict:
@@ -133,7 +138,7 @@ def tolerances_for(reference: Runner, other: Runner) -> dict:
     pair = (reference.spec.dtype, other.spec.dtype)
     if pair not in TOLERANCES:
         raise BadInputError(f"no parity tolerances for the precision pair {pair}; known: {sorted(TOLERANCES)}")
-    return {**TOLERANCES[pair], "gate_logit_margin": GATE_LOGIT_MARGIN[pair]}
+    return {**TOLERANCES[pair], "gate_logit_margin": GATE_LOGIT_MARGIN[pair], "flip_noise_pred": FLIP_NOISE_PRED[pair]}
 
 
 def _output_stats(name: str, ref: torch.Tensor, out: torch.Tensor, atol: float, rel_tol: float) -> OutputStats:
@@ -161,7 +166,7 @@ def _output_stats(name: str, ref: torch.Tensor, out: torch.Tensor, atol: float, 
 
 
 def _gate_stats(site: str, ref: torch.Tensor, out: torch.Tensor, tolerance: float, logit_margin: float,
-                margins: torch.Tensor | None) -> GateStats:
+                margins: torch.Tensor | None, upstream_flipped: bool) -> GateStats:
     a, b = ref.detach().float().cpu() > 0.5, out.detach().float().cpu() > 0.5
     flipped = a != b
     flips = int(flipped.sum())
@@ -170,7 +175,8 @@ def _gate_stats(site: str, ref: torch.Tensor, out: torch.Tensor, tolerance: floa
     if margins is not None and margins.shape == flipped.shape:
         distance = margins.detach().float().cpu().abs()[flipped]
         stats.margin = logit_margin
-        stats.unexplained_flips = int((distance > logit_margin).sum())
+        # Downstream of a flipped site the features (and logits) legitimately differ: flips there are explained.
+        stats.unexplained_flips = 0 if upstream_flipped else int((distance > logit_margin).sum())
         stats.max_flip_margin = float(distance.max()) if flips else 0.0
         # Flips of logits within rounding of the threshold are not a bug (DESIGN.md decision 1).
         stats.passed = stats.unexplained_flips == 0
@@ -179,14 +185,25 @@ def _gate_stats(site: str, ref: torch.Tensor, out: torch.Tensor, tolerance: floa
 
 def compare_case(case: str, runner_name: str, ref_out: dict, out: dict, tolerances: dict,
                  shape: tuple[int, int, int], margins: dict | None = None) -> CaseResult:
+    """Compare one feed's outputs. Gate sites are visited in forward order (the order of the outputs), so a
+    flip downstream of an earlier flip counts as explained; when every flip is explained, ``noise_pred`` is
+    judged with the explicit ``flip_noise_pred`` tolerance instead (a rounding flip moves it legitimately)."""
     result = CaseResult(case, runner_name, shape)
-    atol, rel_tol = tolerances[OUTPUT_NAME]
-    result.outputs[OUTPUT_NAME] = _output_stats(OUTPUT_NAME, ref_out[OUTPUT_NAME], out[OUTPUT_NAME], atol, rel_tol)
+    flipped = False
     for name in ref_out:
         if name.startswith(GATE_PREFIX) and name in out:
             site = name[len(GATE_PREFIX):]
             result.gates[site] = _gate_stats(site, ref_out[name], out[name], tolerances["gate_agreement"],
-                                             tolerances.get("gate_logit_margin", 0.0), (margins or {}).get(site))
+                                             tolerances.get("gate_logit_margin", 0.0), (margins or {}).get(site),
+                                             flipped)
+            flipped = flipped or result.gates[site].flips > 0
+    explained = flipped and all(g.unexplained_flips == 0 for g in result.gates.values())
+    atol, rel_tol = tolerances[OUTPUT_NAME]
+    stats = _output_stats(OUTPUT_NAME, ref_out[OUTPUT_NAME], out[OUTPUT_NAME], atol, rel_tol)
+    if not stats.passed and explained and "flip_noise_pred" in tolerances:
+        stats = _output_stats(OUTPUT_NAME, ref_out[OUTPUT_NAME], out[OUTPUT_NAME], *tolerances["flip_noise_pred"])
+        stats.flip_affected = True
+    result.outputs[OUTPUT_NAME] = stats
     return result
 
 
