@@ -73,7 +73,7 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
     frozen += [name for name, _ in model.named_buffers()]
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=device_ids)
 
 
 def mean_over_ranks(value: float, ctx: DistContext) -> float:
