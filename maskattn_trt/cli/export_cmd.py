@@ -14,7 +14,7 @@ from .options import dtype_option, model_option, seed_option
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
               help="Gate checkpoint (.safetensors from train / convert-gates).")
 @click.option("--open-gates", is_flag=True, help="Export a stock-equivalent graph (no gates) instead of --gates.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (replaced atomically).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder (replaced atomically).")
 @dtype_option
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--batch", default="1:2:4", show_default=True, help="Batch MIN:OPT:MAX (or one value).")

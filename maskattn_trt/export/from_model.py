@@ -68,27 +68,51 @@ def resolve_spec(base: UNetIOSpec, batch: str, height: str | None, width: str | 
     return base.replace(batch=profile.batch, height=profile.height, width=profile.width)
 
 
+def _architecture(model: str):
+    """An object with the UNet's ``.config`` (for the IO spec), without loading any weights."""
+    from types import SimpleNamespace
+
+    from ..models import UNET_PRESETS, build_unet
+
+    if model in UNET_PRESETS:
+        return build_unet(model, device="meta")
+    from diffusers import UNet2DConditionModel
+
+    from ..models.loading import _check_sdxl_folder
+
+    path = Path(model).expanduser()
+    _check_sdxl_folder(path)
+    return SimpleNamespace(config=SimpleNamespace(**UNet2DConditionModel.load_config(path, subfolder="unet")))
+
+
 def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
-    """Load the model in the export dtype, attach the gates, and export it (see :func:`export_unet`)."""
+    """Validate every option, then load the model in the export dtype, attach the gates and export it."""
     from ..utils.io import ensure_writable_dir
 
     if request.gates is not None and request.open_gates:
         raise BadInputError("pass either --gates CHECKPOINT or --open-gates, not both")
-    ensure_writable_dir(Path(request.out).parent)
-    if Path(request.out).exists():
-        ensure_writable_dir(request.out)
+    if request.gates is None and not request.open_gates:
+        raise BadInputError("pass --gates CHECKPOINT (from train / convert-gates) or --open-gates for a "
+                            "stock-equivalent graph")
+    if request.gate_outputs and request.open_gates:
+        raise BadInputError("--gate-outputs needs gates (--gates CHECKPOINT); an open-gate export has none")
+    out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"output path {out} exists and is not a folder; choose another --out")
+    if out.exists():
+        ensure_writable_dir(out)
+    else:
+        ensure_writable_dir(out.parent)
+    base = UNetIOSpec.for_unet(_architecture(request.model), dtype=request.dtype,
+                               vae_scale=vae_scale_of(request.model))
+    spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
     unet = load_unet_for_export(request.model, request.dtype, request.seed)
     attach_gates(unet, request.gates, request.open_gates)
-    base = UNetIOSpec.for_unet(unet, dtype=request.dtype, vae_scale=vae_scale_of(request.model))
-    spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
     if request.gate_outputs:
         from ..gates import gate_processors
 
-        sites = list(gate_processors(unet))
-        if not sites or request.open_gates:
-            raise BadInputError("--gate-outputs needs gates (--gates CHECKPOINT); an open-gate export has none")
-        spec = spec.with_gate_outputs(sites)
+        spec = spec.with_gate_outputs(list(gate_processors(unet)))
     source = {"model": request.model, "seed": request.seed,
               "gate_checkpoint": str(request.gates) if request.gates else None}
-    return export_unet(unet, request.out, spec, opset=request.opset, exporter=request.exporter, slim=request.slim,
+    return export_unet(unet, out, spec, opset=request.opset, exporter=request.exporter, slim=request.slim,
                        open_gates=request.open_gates, source=source, progress=progress)

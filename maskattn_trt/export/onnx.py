@@ -185,6 +185,8 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
 
     _check_inputs(unet, spec, exporter)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(f"output path {out_dir} exists and is not a folder; choose another output folder")
     if out_dir.exists():
         ensure_writable_dir(out_dir)
     start = time.perf_counter()
