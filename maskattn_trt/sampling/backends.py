@@ -1,0 +1,167 @@
+"""Open the runner for ``--backend eager|onnxruntime|tensorrt`` and refuse one made for another model.
+
+Every check happens before any work: the runner's IO spec must match the pipeline (cross-attention width,
+pooled text width, latent channels, VAE scale) and, when the export manifest records it, the UNet
+architecture fingerprint; gates given with ``--gates`` must be the ones baked into an export or engine.
+Heavy backends are imported lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import BadInputError
+from ..runners import EagerRunner, Runner
+from ..spec import Range, UNetIOSpec
+from ..utils.io import sha256_file
+
+BACKENDS = ("eager", "onnxruntime", "tensorrt")
+_ANY = Range(1, 2, 1 << 16)
+
+
+@dataclass
+class Backend:
+    """A runner ready to activate, plus what the image sidecars record about it."""
+
+    name: str
+    runner: Runner
+    artifact: str | None = None
+    gates: dict = field(default_factory=dict)  # gates_hash, checkpoint, checkpoint_sha256, source
+
+
+def load_model(model: str, backend: str):
+    """(pipeline, UNet for checks). A folder opened for an exported backend skips the UNet's weights: its
+    architecture is built on the meta device (for the fingerprint and gate hashing)."""
+    from ..models import load_pipeline
+
+    if backend not in BACKENDS:
+        raise BadInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if model == "tiny" or backend == "eager":
+        pipe = load_pipeline(model)
+        return pipe, pipe.unet
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+
+    from ..errors import ModelLoadError
+    from ..models.loading import _check_sdxl_folder
+
+    path = Path(model).expanduser()
+    _check_sdxl_folder(path)
+    try:
+        pipe = StableDiffusionXLPipeline.from_pretrained(path, unet=None, local_files_only=True)
+        config = UNet2DConditionModel.load_config(path, subfolder="unet", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    return pipe, unet
+
+
+def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | None = None, model: str | None = None) -> None:
+    """Refuse an export / engine whose IO spec (or recorded UNet fingerprint / tiny weight seed) is not this
+    pipeline's."""
+    from ..gates import unet_fingerprint
+
+    expected = {
+        "cross_attention_dim": unet.config.cross_attention_dim,
+        "text_embeds_dim": pipe.text_encoder_2.config.projection_dim,
+        "in_channels": unet.config.in_channels,
+        "vae_scale": pipe.vae_scale_factor,
+    }
+    for key, value in expected.items():
+        if getattr(spec, key) != value:
+            raise BadInputError(f"{artifact} was made for another model: its {key} is {getattr(spec, key)}, this "
+                                f"pipeline's is {value}; pass the --model it was exported from, or re-export")
+    recorded = (manifest or {}).get("unet_fingerprint")
+    if recorded and recorded != unet_fingerprint(unet):
+        raise BadInputError(f"{artifact} was exported from another UNet architecture (fingerprint {recorded[:12]}, "
+                            f"this model {unet_fingerprint(unet)[:12]}); pass the --model it was exported from")
+    manifest = manifest or {}
+    if model == "tiny" and manifest.get("model") == "tiny" and manifest.get("seed") not in (None, 0):
+        raise BadInputError(f"{artifact} holds tiny UNet weights made with seed {manifest['seed']}, the tiny pipeline "
+                            "here uses seed 0; re-export with `maskattn-trt export --model tiny --seed 0`")
+
+
+def _checkpoint_gates(unet, gates_path) -> dict:
+    from ..gates import gates_hash, load_gates
+
+    load_gates(unet, gates_path)
+    return {"gates_hash": gates_hash(unet), "checkpoint": str(gates_path),
+            "checkpoint_sha256": sha256_file(gates_path)}
+
+
+def _refuse_other_gates(artifact: str, baked: str | None, given: dict) -> None:
+    if given and baked != given["gates_hash"]:
+        found = f"gates {baked[:12]}" if baked else "no gates (an open-gate export)"
+        raise BadInputError(f"{artifact} holds {found}, but --gates {given['checkpoint']} has gates "
+                            f"{given['gates_hash'][:12]}; export / build again with these gates or drop --gates")
+
+
+def open_backend(pipe, unet, backend: str, *, model: str | None = None, onnx=None, engine=None, gates_path=None, gate_outputs: bool = False,
+                 threads: int | None = None, providers=None) -> Backend:
+    """Build (not yet activate) the runner of ``backend`` and check it fits the pipeline and gates."""
+    if backend == "eager":
+        if onnx or engine:
+            raise BadInputError("--onnx / --engine belong to --backend onnxruntime / tensorrt, not eager")
+        gates = _checkpoint_gates(unet, gates_path) if gates_path else {}
+        spec = UNetIOSpec.for_unet(unet, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
+        if gate_outputs:
+            from ..gates import gate_processors
+
+            sites = list(gate_processors(unet))
+            if not sites:
+                raise BadInputError("gate maps need gates: pass --gates CHECKPOINT (from train, convert-gates or "
+                                    "the demo's gates_random.safetensors)")
+            spec = spec.with_gate_outputs(sites)
+        return Backend("eager", EagerRunner(unet, spec), None, gates)
+    if backend == "onnxruntime":
+        return _ort_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, threads, providers)
+    if backend == "tensorrt":
+        return _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs)
+    raise BadInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _need_gate_outputs(spec: UNetIOSpec, artifact: str, gate_outputs: bool) -> None:
+    if gate_outputs and not spec.gate_sites:
+        raise BadInputError(f"{artifact} has no gate outputs; gate maps need an export made with "
+                            "`maskattn-trt export ... --gate-outputs` (or --backend eager)")
+
+
+def _ort_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, threads, providers) -> Backend:
+    from ..export.manifest import MANIFEST_NAME, read_manifest, resolve_onnx
+    from ..runners.ort import OrtRunner
+
+    if not onnx or engine:
+        raise BadInputError("--backend onnxruntime needs --onnx DIR (a folder from `maskattn-trt export`) and "
+                            "no --engine")
+    onnx_path = resolve_onnx(onnx)
+    manifest = read_manifest(onnx_path.parent) if (onnx_path.parent / MANIFEST_NAME).is_file() else {}
+    runner = OrtRunner(onnx_path, providers=providers, threads=threads)
+    check_fits(runner.spec, pipe, unet, str(onnx_path), manifest, model)
+    _need_gate_outputs(runner.spec, str(onnx_path), gate_outputs)
+    baked = manifest.get("gates_hash")
+    given = _checkpoint_gates(unet, gates_path) if gates_path else {}
+    _refuse_other_gates(str(onnx_path), baked, given)
+    gates = given or {"gates_hash": baked, "checkpoint": (manifest.get("gate_checkpoint") or {}).get("path"),
+                      "checkpoint_sha256": (manifest.get("gate_checkpoint") or {}).get("sha256")}
+    return Backend("onnxruntime", runner, str(onnx_path), gates)
+
+
+def _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs) -> Backend:
+    import json
+
+    from ..runners.trt import TrtRunner
+
+    if not engine or onnx:
+        raise BadInputError("--backend tensorrt needs --engine PATH (from `maskattn-trt build-engine`) and no --onnx")
+    given = _checkpoint_gates(unet, gates_path) if gates_path else {}
+    runner = TrtRunner(engine, gates_hash=given.get("gates_hash"))
+    export_manifest = Path(runner.manifest.onnx_path).parent / "manifest.json"
+    manifest = json.loads(export_manifest.read_text()) if export_manifest.is_file() else {}
+    check_fits(runner.spec, pipe, unet, str(engine), manifest, model)
+    _need_gate_outputs(runner.spec, str(engine), gate_outputs)
+    _refuse_other_gates(str(engine), runner.manifest.gates_hash, given)
+    return Backend(runner.name, runner, str(engine), given or {"gates_hash": runner.manifest.gates_hash})

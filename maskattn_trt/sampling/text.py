@@ -1,0 +1,119 @@
+"""SDXL text conditioning: both CLIP encoders, pooled embeddings, negative prompts and micro-conditioning.
+
+Reproduces diffusers' ``StableDiffusionXLPipeline.encode_prompt`` (penultimate hidden states of both
+encoders concatenated, pooled projection of the second, zeros for an absent negative prompt when the
+pipeline says ``force_zeros_for_empty_prompt``), encodes each (prompt, negative) pair once and keeps it,
+and warns — naming the cut words — when a prompt is longer than the tokenizer's 77 tokens.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import BadInputError
+
+
+class PromptTruncatedWarning(UserWarning):
+    """A prompt was longer than the text encoders' context; the named words were dropped."""
+
+
+@dataclass(frozen=True)
+class TextCondition:
+    """One prompt's conditioning (batch dimension 1) and the tokens the UNet attends to."""
+
+    prompt: str
+    negative: str | None
+    embeds: torch.Tensor  # [1, T, cross_attention_dim]
+    pooled: torch.Tensor  # [1, text_embeds_dim]
+    negative_embeds: torch.Tensor
+    negative_pooled: torch.Tensor
+    tokens: tuple[str, ...]  # readable tokens of the prompt, BOS .. EOS (positions 0..len-1 of embeds)
+    truncated: str | None = None  # the words cut off, if any
+
+
+def micro_conditioning(height: int, width: int, crop: tuple[int, int] = (0, 0),
+                       original: tuple[int, int] | None = None, target: tuple[int, int] | None = None) -> list[float]:
+    """SDXL ``time_ids``: original size + crop top-left + target size (pixels), as the pipeline builds them."""
+    original = original or (height, width)
+    target = target or (height, width)
+    return [float(v) for v in (*original, *crop, *target)]
+
+
+def _readable(tokenizer, ids: list[int]) -> tuple[str, ...]:
+    special = {tokenizer.bos_token_id: "<start>", tokenizer.eos_token_id: "<end>"}
+    out = []
+    for tid in ids:
+        text = special.get(tid) or tokenizer.convert_ids_to_tokens(tid).replace("</w>", "")
+        out.append(text)
+    return tuple(out)
+
+
+class PromptEncoder:
+    """Encodes prompts with a diffusers SDXL pipeline's tokenizers and text encoders (cached per prompt pair)."""
+
+    def __init__(self, pipe, device: torch.device | str = "cpu"):
+        if pipe.text_encoder_2 is None or pipe.tokenizer_2 is None:
+            raise BadInputError("the pipeline has no text_encoder_2 / tokenizer_2: SDXL needs its second CLIP "
+                                "encoder for the pooled embedding")
+        self.pipe = pipe
+        self.device = torch.device(device)
+        pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
+        self.pairs = [(tok, enc) for tok, enc in pairs if tok is not None and enc is not None]
+        self.force_zeros = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", True))
+        self._cache: dict[tuple[str, str | None], TextCondition] = {}
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.pairs[0][0].model_max_length)
+
+    def cut_words(self, prompt: str) -> str | None:
+        """The part of ``prompt`` beyond the tokenizers' context (None when it fits)."""
+        cuts = []
+        for tokenizer, _ in self.pairs:
+            ids = tokenizer(prompt, truncation=False).input_ids
+            limit = tokenizer.model_max_length
+            if len(ids) > limit:
+                text = tokenizer.decode(ids[limit - 1:-1]).strip()
+                if text not in cuts:
+                    cuts.append(text)
+        return " | ".join(cuts) if cuts else None
+
+    def _encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, pooled = [], None
+        for tokenizer, encoder in self.pairs:
+            ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                            return_tensors="pt").input_ids
+            out = encoder(ids.to(encoder.device), output_hidden_states=True)
+            if pooled is None and out[0].ndim == 2:
+                pooled = out[0]
+            hidden.append(out.hidden_states[-2])
+        if pooled is None:
+            raise BadInputError("no text encoder of the pipeline returns a pooled projection; SDXL's second "
+                                "encoder must be a CLIPTextModelWithProjection")
+        return torch.cat(hidden, dim=-1).to(self.device), pooled.to(self.device)
+
+    def __call__(self, prompt: str, negative: str | None = None) -> TextCondition:
+        key = (prompt, negative)
+        if key in self._cache:
+            return self._cache[key]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadInputError(f"a prompt must be non-empty text; got {prompt!r}")
+        cut = self.cut_words(prompt)
+        if cut:
+            warnings.warn(f"prompt {prompt[:40]!r}... is longer than {self.max_tokens} tokens and was truncated; "
+                          f"cut words: {cut!r}", PromptTruncatedWarning, stacklevel=2)
+        with torch.inference_mode():
+            embeds, pooled = self._encode(prompt)
+            if negative is None and self.force_zeros:
+                neg_embeds, neg_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+            else:
+                neg_embeds, neg_pooled = self._encode(negative or "")
+        tokenizer = self.pairs[0][0]
+        ids = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids
+        condition = TextCondition(prompt, negative, embeds, pooled, neg_embeds, neg_pooled,
+                                  _readable(tokenizer, ids), cut)
+        self._cache[key] = condition
+        return condition
