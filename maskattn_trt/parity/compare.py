@@ -58,7 +58,8 @@ class CaseResult:
     outputs: dict[str, OutputStats] = field(default_factory=dict)
     gates: dict[str, GateStats] = field(default_factory=dict)
     skipped: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # this runner's inference time
+    reference_seconds: float = 0.0  # the reference's, same feed
 
     @property
     def passed(self) -> bool:
@@ -238,6 +239,7 @@ def compare_runners(reference: Runner, others: dict[str, Runner], feeds: list[tu
         for label, feed in feeds:
             shape = reference.spec.feed_shape(feed)
             ref_out = reference.infer(feed)
+            ref_seconds = reference.last_inference_s
             for name, runner in others.items():
                 try:
                     runner.spec.check(*shape, what=name)
@@ -247,7 +249,7 @@ def compare_runners(reference: Runner, others: dict[str, Runner], feeds: list[tu
                     continue
                 out = runner.infer(feed)
                 case = compare_case(label, name, ref_out, out, chosen[name], shape, reference_margins)
-                case.seconds = runner.last_inference_s
+                case.seconds, case.reference_seconds = runner.last_inference_s, ref_seconds
                 cases.append(case)
                 bar.update(1)
     finally:
