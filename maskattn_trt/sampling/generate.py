@@ -199,8 +199,6 @@ class GateMapReport:
 
 def make_gate_maps(request: GateMapRequest) -> GateMapReport:
     """Generate the prompt's image while recording gates, then save image, grid, overlay (and JSON)."""
-    from .gatemaps import GateMaps, render_grid, render_overlay
-
     if request.backend == "tensorrt":
         raise BadInputError("gate maps run on --backend eager or onnxruntime (an export with --gate-outputs)")
     steps = request.settings.steps
@@ -215,29 +213,39 @@ def make_gate_maps(request: GateMapRequest) -> GateMapReport:
     _, backend, sampler = _prepare(request.model, request.backend, request.onnx, None, request.gates,
                                    request.settings, [1], request.threads, gate_outputs=True)
     job = Job(0, request.prompt, request.negative, request.seed)
+    report = gate_maps_for(sampler, backend, job, chosen, out, per_layer=request.per_layer,
+                           json_path=request.json_path, model=request.model, progress=request.progress)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def gate_maps_for(sampler: Sampler, backend: Backend, job: Job, chosen: list[int], out: Path, *,
+                  per_layer: bool = False, json_path: str | None = None, model: str = "tiny",
+                  progress: bool = True) -> GateMapReport:
+    """Generate ``job`` with gate recording on an opened backend and save image, grid, overlay (and JSON)."""
+    from .gatemaps import GateMaps, render_grid, render_overlay
+
+    start = time.perf_counter()
+    settings = sampler.settings
     with backend.runner:
         cond = sampler.encoder(job.prompt, job.negative)
-        with _bar(steps, "gates", request.progress) as bar:
+        with _bar(settings.steps, "gates", progress) as bar:
             result = sampler.denoise([cond], [job.seed], record_gates=True, gate_steps=chosen,
                                      on_step=lambda _: bar.update())
         image = sampler.decode(result.latents)[0]
-    spec = sampler.spec
     maps = GateMaps.from_gates({s: g[0] for s, g in result.gates.items()}, cond.tokens, sampler.latent_size,
-                               spec.gate_downsample, chosen)
-    stem = image_stem(0, job.prompt, job.seed)
-    sidecar = _sidecar(job, request.model, request.settings, backend,
-                       {"denoise_s": round(result.seconds, 4)}, cond.truncated)
+                               sampler.spec.gate_downsample, chosen)
+    stem = image_stem(job.index, job.prompt, job.seed)
+    sidecar = _sidecar(job, model, settings, backend, {"denoise_s": round(result.seconds, 4)}, cond.truncated)
     sidecar["gate_steps"] = chosen
     png, _ = save_image(out, stem, image, sidecar)
-    title = f"{job.prompt[:60]} | seed {job.seed} | {backend.name} | steps {_steps_text(chosen, steps)}"
-    grid = save_png(render_grid(maps, request.per_layer, title=title), out / f"{stem}.gates.png")
+    title = f"{job.prompt[:60]} | seed {job.seed} | {backend.name} | steps {_steps_text(chosen, settings.steps)}"
+    grid = save_png(render_grid(maps, per_layer, title=title), out / f"{stem}.gates.png")
     overlay = save_png(render_overlay(maps, image), out / f"{stem}.overlay.png")
     fractions = maps.open_fractions()
     fractions.update(prompt=job.prompt, seed=job.seed, backend=backend.name, gates_hash=backend.gates.get("gates_hash"))
-    json_path = None
-    if request.json_path and request.json_path != "-":
-        json_path = write_json_atomic(request.json_path, fractions)
-    return GateMapReport(png, grid, overlay, fractions, json_path, time.perf_counter() - start)
+    written = write_json_atomic(json_path, fractions) if json_path and json_path != "-" else None
+    return GateMapReport(png, grid, overlay, fractions, written, time.perf_counter() - start)
 
 
 def _steps_text(chosen: list[int], steps: int) -> str:

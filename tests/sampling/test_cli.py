@@ -67,3 +67,15 @@ def test_gates_command_eager_and_onnxruntime(run_cli, tmp_path, gated, export_di
     assert eager["steps"] == [0, 2] and len(eager["sites"]) == len(eager["per_token"][0]["sites"])
     for a, b in zip(eager["per_token"], ort["per_token"], strict=True):
         assert abs(a["mean"] - b["mean"]) <= 1e-3, (a["token"], a["mean"], b["mean"])
+
+
+def test_demo_stage_via_onnxruntime(tmp_path, gated, export_dir):
+    from maskattn_trt.demo import DemoState
+    from maskattn_trt.sampling.demo import demo_stage
+
+    pipe, gates = gated
+    state = DemoState(out_dir=tmp_path, quick=True, pipe=pipe, gates_path=gates, onnx_dir=export_dir)
+    lines = demo_stage(state)
+    assert lines[0].startswith("onnxruntime: image") and "open fraction per token: <start>" in lines[-1]
+    names = {p.name for p in (tmp_path / "generate").iterdir()}
+    assert {"gate_fractions.json"} < names and sum(n.endswith(".gates.png") for n in names) == 1
