@@ -76,7 +76,9 @@ class Sampler:
         self.spec = runner.spec
         self.vae_scale = int(pipe.vae_scale_factor)
         self.encoder = PromptEncoder(pipe, self.device)
-        self._buffers: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._buffers: dict[tuple, tuple[dict[str, torch.Tensor], torch.Tensor]] = {}
+        # One scheduler per sampler, as diffusers' pipeline keeps one: set_timesteps resets its state per batch.
+        self.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
         if pipe.vae is not None and pipe.vae.dtype != torch.float32:
             pipe.vae.to(torch.float32)
 
@@ -145,7 +147,7 @@ class Sampler:
         chosen = set(range(s.steps)) if gate_steps is None else set(gate_steps)
         start = time.perf_counter()
         with torch.inference_mode():
-            scheduler = make_scheduler(s.scheduler, self.pipe.scheduler.config)
+            scheduler = self.scheduler
             scheduler.set_timesteps(s.steps, device=self.device)
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(0)

@@ -81,3 +81,14 @@ def test_batch_does_not_change_an_image(opened):
     batched = _ours(opened, "euler_a", ["a red cat", "a dog in the snow"], [None, None], [3, 11])
     diff, bound = (alone[0] - batched[1]).abs().max().item(), BATCH_RTOL * alone.abs().max().item()
     assert diff <= bound, f"max |alone - in batch| = {diff:.2e} > {bound:.2e}"
+
+
+@pytest.mark.parametrize("name", ["dpmpp_2m_karras", "unipc"])
+def test_multistep_state_resets_between_batches(opened, name):
+    """The sampler keeps one scheduler; its multistep history must not leak into the next batch."""
+    spec = UNetIOSpec.for_unet(opened.unet, vae_scale=opened.vae_scale_factor)
+    with EagerRunner(opened.unet, spec) as runner:
+        sampler = Sampler(opened, runner, SampleSettings(steps=3, scheduler=name, height=SIZE, width=SIZE))
+        cond = sampler.encoder("a red cat")
+        first, other, again = (sampler.denoise([cond], [seed]).latents for seed in (1, 2, 1))
+    assert torch.equal(first, again) and not torch.equal(first, other)
