@@ -66,22 +66,10 @@ def format_table(rows: list[BenchRow]) -> list[str]:
     return lines
 
 
-def _trained_looking(unet, seed: int) -> None:
-    """Random gate heads that close a realistic share of tokens (the cost of the NaN guard is exercised)."""
-    from ..gates import gate_heads
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for head in gate_heads(unet).values():
-            for param in head.parameters():
-                if param.ndim == 2:
-                    param.copy_(torch.randn(param.shape, generator=gen) * param.shape[1] ** -0.5 * 2.0)
-            head.logit_bias.fill_(-0.5)
-
-
 def bench_preset(preset: str, shape: tuple[int, int, int] | None = None, repeats: int = 20, warmup: int = 3,
                  threads: int = 2, seed: int = 0, workdir: str | Path | None = None, echo=print) -> BenchRow:
     from .. import GateConfig, install_gates
+    from ..gates.demo import _trained_looking  # the demo's realistic random gates (a share of tokens closed)
     from ..runners import EagerRunner
     from ..runners.ort import OrtRunner
     from ..spec import Range, UNetIOSpec

@@ -96,11 +96,19 @@ def _is_static(spec: UNetIOSpec) -> bool:
     return all(r.min == r.max for r in (spec.batch, spec.height, spec.width))
 
 
+TRACE_LATENT_CAP = 32  # latent size a dynamic export traces at, at most (SDXL: 256 px)
+
+
 def trace_shape(spec: UNetIOSpec) -> tuple[int, int, int]:
-    """(batch, latent height, latent width) the exporter traces at: the smallest sizes of the range (a full
-    1024 px fp16 forward on CPU would dominate the export), with batch 2 where allowed so no batch dimension
+    """(batch, latent height, latent width) the exporter traces at. A static export traces its one shape. A
+    dynamic one traces small (a 1024 px fp16 forward on CPU would dominate the export; every size is symbolic
+    in the graph): latent at most 32 on the UNet's grid, and batch 2 where allowed so that no batch dimension
     of 1 is specialised into broadcasting."""
-    return min(max(2, spec.batch.min), spec.batch.max), spec.height.min, spec.width.min
+    if _is_static(spec):
+        return spec.batch.opt, spec.height.opt, spec.width.opt
+    step = spec.latent_multiple
+    cap = max(step, TRACE_LATENT_CAP - TRACE_LATENT_CAP % step)
+    return min(max(2, spec.batch.min), spec.batch.max), min(spec.height.min, cap), min(spec.width.min, cap)
 
 
 def _trace(unet: nn.Module, spec: UNetIOSpec, path: Path, exporter: str, opset: int, open_gates: bool) -> None:
