@@ -10,6 +10,7 @@ import torch
 from maskattn_trt import GateConfig, install_gates, save_gates
 from maskattn_trt.errors import BadInputError, ExportError
 from maskattn_trt.export import export_unet
+from maskattn_trt.gates import gate_heads
 from maskattn_trt.models import build_unet
 
 from .helpers import tiny_spec
@@ -121,10 +122,8 @@ def test_cli_export_then_parity_json(run_cli, tmp_path, tiny_gates):
     other = build_unet("tiny", seed=0)
     install_gates(other, GateConfig())
     with torch.no_grad():
-        next(iter(other.parameters()))  # untouched UNet weights
-        for p in other.attn_processors.values():
-            if hasattr(p, "gate_head"):
-                p.gate_head.logit_bias.fill_(3.0)
+        for head in gate_heads(other).values():
+            head.logit_bias.fill_(3.0)  # same UNet and config, other gate weights
     save_gates(other, tmp_path / "other.safetensors")
     code, _, err = run_cli("parity", "--onnx", out, "--gates", tmp_path / "other.safetensors")
     _one_line_error(code, err, 2, "not the exported ones")
