@@ -1,7 +1,8 @@
 """Latency of eager PyTorch vs ONNX Runtime, stock vs gated UNet, measured in the same run.
 
 Each preset is exported twice (stock UNet, gated UNet) to a temporary folder; the four runners then take turns
-on the same feed, one inference each per round, so machine noise hits them alike; medians are reported with
+on the same feed, one inference each per round in a rotating order, so machine noise hits them alike (ONNX
+Runtime's threads do not spin between runs, which would steal the CPU from the next runner); medians with
 the gate overhead per backend (gated / stock) and the ONNX Runtime speed-up (eager / ORT).
 """
 
@@ -93,15 +94,19 @@ def bench_preset(preset: str, shape: tuple[int, int, int] | None = None, repeats
         echo(f"[{preset}] exported stock + gated in {time.perf_counter() - start:.1f} s")
         runners = {
             "eager_stock": EagerRunner(stock, spec), "eager_gated": EagerRunner(gated, spec),
-            "ort_stock": OrtRunner(exports["stock"].out_dir, providers="cpu", threads=threads),
-            "ort_gated": OrtRunner(exports["gated"].out_dir, providers="cpu", threads=threads),
+            # no spinning: ORT's idle threads would otherwise busy-wait into the next (eager) runner's turn
+            "ort_stock": OrtRunner(exports["stock"].out_dir, providers="cpu", threads=threads, spinning=False),
+            "ort_gated": OrtRunner(exports["gated"].out_dir, providers="cpu", threads=threads, spinning=False),
         }
         times: dict[str, list[float]] = {name: [] for name in runners}
         for runner in runners.values():
             runner.__enter__()
         try:
+            order = list(runners)
             for i in range(warmup + repeats):
-                for name, runner in runners.items():  # interleaved: noise hits every runner alike
+                order = order[1:] + order[:1]  # interleaved, rotating: noise and cache effects hit all alike
+                for name in order:
+                    runner = runners[name]
                     runner.infer(feed)
                     if i >= warmup:
                         times[name].append(runner.last_inference_s * 1e3)

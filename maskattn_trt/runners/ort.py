@@ -57,13 +57,14 @@ class OrtRunner(Runner):
     name = "onnxruntime"
 
     def __init__(self, onnx_path_or_dir: str | Path, providers=None, *, threads: int | None = None,
-                 spec: UNetIOSpec | None = None):
+                 spec: UNetIOSpec | None = None, spinning: bool = True):
         from ..export.manifest import IO_SPEC_NAME, resolve_onnx
 
         self.onnx_path = resolve_onnx(onnx_path_or_dir)
         super().__init__(spec or UNetIOSpec.load(self.onnx_path.parent / IO_SPEC_NAME))
         self.requested_providers = providers
         self.threads = threads
+        self.spinning = spinning  # False: idle threads sleep (fair when other work shares the CPU)
         self.session = None
         self.providers: list[str] = []
 
@@ -91,6 +92,8 @@ class OrtRunner(Runner):
         options.log_severity_level = 3
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers,
                                                 provider_options=self._provider_options(providers))
