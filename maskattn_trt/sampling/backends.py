@@ -139,7 +139,8 @@ def _ort_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, thre
                             "no --engine")
     onnx_path = resolve_onnx(onnx)
     manifest = read_manifest(onnx_path.parent) if (onnx_path.parent / MANIFEST_NAME).is_file() else {}
-    runner = OrtRunner(onnx_path, providers=providers, threads=threads)
+    # Idle ORT threads must not busy-wait: the scheduler, text encoders and VAE run in torch between UNet calls.
+    runner = OrtRunner(onnx_path, providers=providers, threads=threads, spinning=False)
     check_fits(runner.spec, pipe, unet, str(onnx_path), manifest, model)
     _need_gate_outputs(runner.spec, str(onnx_path), gate_outputs)
     baked = manifest.get("gates_hash")
