@@ -78,6 +78,7 @@ def test_bad_options(run_cli, tmp_path, args, words):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.filterwarnings("ignore:Setting 'keep_initializers_as_inputs")
 def test_failed_export_leaves_nothing_and_keeps_previous(tmp_path):
     unet = build_unet("tiny", seed=0)
     spec = tiny_spec(unet, gate_outputs=False)
@@ -111,10 +112,11 @@ def test_cli_export_then_parity_json(run_cli, tmp_path, tiny_gates):
     assert "IsNaN 0, gate sigmoids 0" in stdout
     spec = json.loads((out / "io_spec.json").read_text())
     assert spec["height"] == [16, 32, 48] and spec["width"] == [16, 32, 64] and spec["batch"] == [1, 1, 2]
-    code, stdout, err = run_cli("parity", "--onnx", out, "--json", tmp_path / "parity.json")
+    # (prompt feeds through the CLI are covered by the demo-stage test; here random feeds only, for speed)
+    code, stdout, err = run_cli("parity", "--onnx", out, "--no-prompts", "--json", tmp_path / "parity.json")
     assert code == 0, stdout + err
     report = json.loads((tmp_path / "parity.json").read_text())
-    assert report["passed"] and len(report["cases"]) == 8
+    assert report["passed"] and len(report["cases"]) == 4
     assert {c["shape"][0] for c in report["cases"]} == {1, 2}
     assert len({tuple(c["shape"][1:]) for c in report["cases"]}) == 2
     assert "parity passed" in stdout
