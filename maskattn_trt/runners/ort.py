@@ -1,7 +1,8 @@
 """ONNX Runtime runner over an exported UNet folder (the same Runner contract as eager and TensorRT).
 
-Execution providers: by default every one of TensorRT, CUDA and CPU that the installed onnxruntime has, in
-that order (a CPU-only onnxruntime runs on CPU). The TensorRT EP gets the export's min/opt/max profile and
+Execution providers: by default CUDA then CPU, whichever the installed onnxruntime has (a CPU-only
+onnxruntime runs on CPU). The TensorRT EP builds an engine when the session starts (minutes for SDXL), so it is
+opt-in (``providers=["tensorrt", "cuda", "cpu"]`` / ``--providers tensorrt,cuda,cpu``); it gets the export's min/opt/max profile and
 caches its engines beside the graph. Outputs are written into preallocated NaN-filled buffers through IO
 binding, so an element the graph failed to write would show up as NaN.
 """
@@ -31,9 +32,10 @@ def _import_ort():
 
 
 def resolve_providers(requested, available: list[str]) -> list[str]:
-    """``None`` -> every available of TensorRT, CUDA, CPU; else names ('cpu', 'cuda', 'tensorrt' or full EP names)."""
+    """``None`` -> the available of CUDA, CPU; else names ('cpu', 'cuda', 'tensorrt' or full EP names)."""
     if requested is None:
-        return [p for p in PROVIDERS.values() if p in available] or ["CPUExecutionProvider"]
+        defaults = (PROVIDERS["cuda"], PROVIDERS["cpu"])
+        return [p for p in defaults if p in available] or ["CPUExecutionProvider"]
     names = [requested] if isinstance(requested, str) else list(requested)
     chosen = []
     for name in names:
