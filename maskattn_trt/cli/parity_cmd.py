@@ -19,7 +19,7 @@ from .options import json_option, seed_option
 @click.option("--engine", "engine_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Also compare a TensorRT engine built from this export (needs a GPU).")
 @click.option("--providers", default=None,
-              help="ONNX Runtime execution providers, comma-separated: cpu,cuda,tensorrt (default: all available).")
+              help="ONNX Runtime execution providers, comma-separated: cpu,cuda,tensorrt (default: cuda,cpu where available; the TensorRT EP is opt-in).")
 @click.option("--no-prompts", is_flag=True, help="Only random feeds (skip the text encoders).")
 @seed_option
 @json_option
