@@ -8,6 +8,8 @@ For each form and seed: the training-loss curve (mean per window of steps), the 
 many (position, token) gates went closed -> open and open -> closed during training.
 
     python train/compare_forms.py --steps 200 --seeds 0 1 2 --out runs/compare_forms
+    python train/compare_forms.py --steps 60 --window 20 --set gates.stage=\'all\' --set data.synthetic_samples=4 \
+        --set optim.lr=1e-2 --out runs/compare_forms_overfit        # every site gated, 4 images, high LR
 """
 
 from __future__ import annotations
@@ -40,13 +42,13 @@ def probe_gates(pipe, cond) -> torch.Tensor:
     return gates
 
 
-def run(form: str, seed: int, steps: int, out: Path, window: int) -> dict:
+def run(form: str, seed: int, steps: int, out: Path, window: int, overrides: list[str]) -> dict:
     recipe = load_recipe(RECIPE, [f'train.out_dir="{out / f"{form}-{seed}"}"', f"train.steps={steps}",
                                   f"train.seed={seed}", f"gates.training_form='{form}'", "log.progress=false",
-                                  "checkpoint.every=0", "log.every=10"])
+                                  "checkpoint.every=0", "log.every=10", *overrides])
     pipe = prepare_pipeline(recipe, tiny_sdxl_pipeline(seed), torch.device("cpu"))
     records, _ = read_records(recipe.data, Path(recipe.train.out_dir) / "synthetic")
-    probe = collate([ImageCaptionDataset(records, recipe.data, seed)[(0, i)] for i in range(8)])
+    probe = collate([ImageCaptionDataset(records, recipe.data, seed)[(0, i)] for i in range(min(8, len(records)))])
     cond = Objective(pipe.scheduler.config).conditioning(pipe, probe, "cpu")
     before = probe_gates(pipe, cond)
     result = train(recipe, pipe=pipe)
@@ -68,18 +70,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--window", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("runs/compare_forms"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="recipe override for both forms (repeatable)")
     args = parser.parse_args(argv)
     rows = []
     for seed in args.seeds:
         for form in ("additive", "renormalized"):
-            rows.append(run(form, seed, args.steps, args.out, args.window))
+            rows.append(run(form, seed, args.steps, args.out, args.window, args.overrides))
             print(json.dumps(rows[-1]), flush=True)
     print("\nform          probe loss before -> after (mean over seeds)   open before -> after   reopened  closed")
     for form in ("additive", "renormalized"):
-        mine = [r for r in rows if r["form"] == form]
-        mean = lambda key: statistics.fmean(r[key] for r in mine)  # noqa: E731
-        print(f"{form:<13} {mean('probe_before'):.6f} -> {mean('probe_after'):.6f} ({mean('probe_after') - mean('probe_before'):+.2e})"
-              f"        {mean('open_before'):.3f} -> {mean('open_after'):.3f}        {mean('reopened'):.3f}     {mean('closed'):.3f}")
+        mean = {key: statistics.fmean(r[key] for r in rows if r["form"] == form)
+                for key in ("probe_before", "probe_after", "open_before", "open_after", "reopened", "closed")}
+        print(f"{form:<13} {mean['probe_before']:.6f} -> {mean['probe_after']:.6f} "
+              f"({mean['probe_after'] - mean['probe_before']:+.2e})        {mean['open_before']:.3f} -> "
+              f"{mean['open_after']:.3f}        {mean['reopened']:.3f}     {mean['closed']:.3f}")
     sys.stdout.flush()
 
 

@@ -27,10 +27,12 @@ from .options import seed_option
 @click.option("--stop-after", type=int, default=None,
               help="Stop after this many steps of this invocation (with a checkpoint), e.g. to fit a job's time limit.")
 @click.option("--strict", is_flag=True, help="Fail on the first bad sample instead of skipping and counting it.")
+@click.option("--cache-only", is_flag=True,
+              help="Only encode the dataset into data.cache_dir (VAE latents + text embeddings) and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (metrics.jsonl is still written).")
 @seed_option
 def train(recipe_path, overrides, out_dir, model, data_path, data_format, steps, precision, resume, stop_after,
-          strict, no_progress, seed):
+          strict, cache_only, no_progress, seed):
     """Train the MaskAttn gate heads of a frozen SDXL (only gate parameters are optimised).
 
     Runs on one process as is, and on many GPUs / nodes under `torchrun` or `accelerate launch`
@@ -42,6 +44,7 @@ def train(recipe_path, overrides, out_dir, model, data_path, data_format, steps,
       maskattn-trt train --recipe train/tiny_cpu.toml --out runs/tiny
       maskattn-trt train --recipe train/tiny_cpu.toml --out runs/tiny --steps 80 --resume
       maskattn-trt train --recipe train/sdxl_512.toml --model /models/sdxl --data /data/coco/annotations/captions_train2014.json
+      maskattn-trt train --recipe train/sdxl_512.toml --set data.cache_dir=/scratch/c512 --cache-only
       torchrun --nproc-per-node 8 -m maskattn_trt.cli train --recipe train/sdxl_512.toml --model /models/sdxl
     """
     from ..train.loop import train as run_training
@@ -57,6 +60,11 @@ def train(recipe_path, overrides, out_dir, model, data_path, data_format, steps,
         click.echo(f"recipe: {recipe.summary()}")
     if stop_after is not None and stop_after <= 0:
         raise click.BadParameter("must be positive", param_hint="--stop-after")
+    if cache_only:
+        from ..train.loop import build_cache
+
+        click.echo(f"cache ready: {build_cache(recipe)}")
+        return
     result = run_training(recipe, resume=resume, stop_after=stop_after)
     if main:
         click.echo(result.summary())

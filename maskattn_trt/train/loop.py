@@ -151,6 +151,24 @@ def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], d
     return loader, sampler, skipped, probe
 
 
+def build_cache(recipe: Recipe, pipe=None) -> Path:
+    """Encode the dataset into ``data.cache_dir`` in this one process (then multi-process runs start at once).
+
+    Under ``torchrun`` the main process builds a missing cache while the others wait at a barrier, which
+    a very long encoding pass (all of COCO at 1024 px) can outlast: build it first with this.
+    """
+    from .cache import ensure_cache
+    from .data import read_records
+
+    if not recipe.data.cache_dir:
+        raise ConfigError("data.cache_dir is not set; pass --set data.cache_dir=PATH to choose where the cache goes")
+    device = distributed.init_distributed(recipe.model.device).device
+    pipe = prepare_pipeline(recipe, pipe, device)
+    records, skipped = read_records(recipe.data, Path(recipe.train.out_dir) / "synthetic")
+    with torch.no_grad():
+        return ensure_cache(pipe, records, recipe.data, recipe.train.seed, device, progress=recipe.log.progress)
+
+
 def _callbacks(recipe: Recipe, out_dir: Path, extra: list[Callback] | None) -> list[Callback]:
     found = [ProgressBar(disable=not recipe.log.progress), JsonlMetrics(out_dir / "metrics.jsonl")]
     if recipe.log.tensorboard:
@@ -184,6 +202,7 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainRe
         ensure_writable_dir(out_dir)
         write_json_atomic(out_dir / "recipe.json", recipe.to_dict())
     accum = recipe.train.grad_accum(ctx.world_size)
+    calls = _callbacks(recipe, out_dir, callbacks) if ctx.is_main else []  # fails early if TensorBoard is missing
     resume_dir = ckpt.resolve_resume(resume, out_dir)
     state = ckpt.load_trainer_state(resume_dir) if resume_dir else None
     if state is not None and state.recipe.get("gates") != recipe.to_dict()["gates"]:
@@ -212,7 +231,6 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainRe
     loader, sampler, skipped, probe = _data(recipe, pipe, ctx, out_dir, position, ctx.device)
     global_batch = recipe.train.batch_size * ctx.world_size
     epoch, batch_index = position[0], position[1] // global_batch
-    calls = _callbacks(recipe, out_dir, callbacks) if ctx.is_main else []
     total, start_step = recipe.train.steps, step
     for cb in calls:
         cb.on_start({"steps": total, "start_step": step, "recipe": recipe, "world_size": ctx.world_size,

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from maskattn_trt.errors import CheckpointError, ConfigError
+from maskattn_trt.errors import BackendUnavailableError, CheckpointError, ConfigError
 from maskattn_trt.gates import gate_heads, gates_hash, load_gates
 from maskattn_trt.models import build_unet, tiny_sdxl_pipeline
 from maskattn_trt.train import checkpoint as ckpt
@@ -13,6 +13,7 @@ from maskattn_trt.train.loop import learning_rate, train
 from maskattn_trt.train.metrics import read_metrics
 from maskattn_trt.train.recipe import OptimSection
 
+from ..conftest import has_module
 from .helpers import tiny_recipe
 
 
@@ -152,3 +153,10 @@ def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert any(g.abs().sum() > 0 for g in grads[0])
+
+
+@pytest.mark.skipif(has_module("tensorboard"), reason="tensorboard is installed: the missing-package message cannot show")
+def test_tensorboard_without_the_package_says_what_to_install(tmp_path):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'maskattn-trt\[train\]'"):
+        train(tiny_recipe(tmp_path, "log.tensorboard=true", "train.steps=1"))
+    assert not (tmp_path / "checkpoints").exists()

@@ -34,3 +34,23 @@ def test_train_errors_are_one_line(run_cli, tmp_path):
     code, _, err = run_cli("train", "--recipe", TINY_RECIPE, "--out", tmp_path / "r", "--data-format", "jsonl",
                            "--data", tmp_path / "missing.jsonl", "--no-progress")
     assert code == 2 and "manifest" in err and "does not exist" in err
+
+
+def test_demo_train_stage_trains_the_installed_gates(run_cli, tmp_path):
+    code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--only", "gates", "--only", "train", "--quick")
+    assert code == 0, err
+    assert "[train]" in out and "trained the installed gate heads for 12 steps" in out
+    assert "fixed-batch loss" in out and "open fraction per site after training" in out
+    assert (tmp_path / "demo" / "train" / "gates.safetensors").is_file()
+
+
+def test_cache_only_encodes_the_dataset_once(run_cli, tmp_path):
+    cache = tmp_path / "cache"
+    args = ("train", "--recipe", TINY_RECIPE, "--out", tmp_path / "run", "--no-progress",
+            "--set", f'data.cache_dir="{cache}"', "--set", "data.synthetic_samples=8", "--cache-only")
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    assert f"cache ready: {cache}" in out and (cache / "index.json").is_file()
+    assert not (tmp_path / "run" / "gates.safetensors").exists()  # nothing trained
+    code, _, err = run_cli("train", "--recipe", TINY_RECIPE, "--out", tmp_path / "r2", "--cache-only")
+    assert code == 2 and "data.cache_dir is not set" in err
