@@ -50,7 +50,7 @@ case "$LAUNCHER" in
             -m maskattn_trt.cli train --recipe "$recipe" "$@"
         ;;
     accelerate)
-        exec accelerate launch --multi_gpu --num_processes $(( NPROC * NNODES )) --num_machines "$NNODES" \
+        exec accelerate launch --multi_gpu --mixed_precision no --dynamo_backend no --num_processes $(( NPROC * NNODES )) --num_machines "$NNODES" \
             --machine_rank "$NODE_RANK" --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" \
             -m maskattn_trt.cli train --recipe "$recipe" "$@"
         ;;

@@ -6,12 +6,15 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from maskattn_trt.gates import gates_hash, load_gates
 from maskattn_trt.models import build_unet
 
-from .helpers import TINY_RECIPE
+from .helpers import REPO, TINY_RECIPE
 
 WORKER = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
+LAUNCH = REPO / "train" / "launch.sh"
 
 
 def _free_port() -> int:
@@ -42,3 +45,17 @@ def test_two_process_gloo_run_keeps_gate_weights_identical(tmp_path):
     init = build_unet("tiny", seed=0)
     load_gates(init, tmp_path / "checkpoints" / "step-00000003" / "gates.safetensors")
     assert gates_hash(init) != rank0[0]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_launch_script_runs_two_processes(tmp_path, launcher):
+    if launcher == "accelerate" and not shutil.which("accelerate"):
+        pytest.skip("the accelerate command is not on PATH")
+    env = {**os.environ, "LAUNCHER": launcher, "NPROC": "2", "MASTER_PORT": str(_free_port()),
+           "PYTHON": sys.executable, "TRANSFORMERS_VERBOSITY": "error"}
+    proc = subprocess.run(["bash", str(LAUNCH), str(TINY_RECIPE), "--out", str(tmp_path), "--steps", "3",
+                           "--no-progress", "--set", "data.synthetic_samples=8"],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished: 3 steps" in proc.stdout and "on 2 process(es)" in proc.stdout
+    assert (tmp_path / "gates.safetensors").is_file()
