@@ -45,7 +45,7 @@ def probe_gates(pipe, cond) -> torch.Tensor:
 def run(form: str, seed: int, steps: int, out: Path, window: int, overrides: list[str]) -> dict:
     recipe = load_recipe(RECIPE, [f'train.out_dir="{out / f"{form}-{seed}"}"', f"train.steps={steps}",
                                   f"train.seed={seed}", f"gates.training_form='{form}'", "log.progress=false",
-                                  "checkpoint.every=0", "log.every=10", *overrides])
+                                  "checkpoint.every=0", "log.every=10", "train.batch_size=4", *overrides])
     pipe = prepare_pipeline(recipe, tiny_sdxl_pipeline(seed), torch.device("cpu"))
     records, _ = read_records(recipe.data, Path(recipe.train.out_dir) / "synthetic")
     probe = collate([ImageCaptionDataset(records, recipe.data, seed)[(0, i)] for i in range(min(8, len(records)))])

@@ -137,7 +137,8 @@ def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], d
         from .cache import CachedDataset, ensure_cache
 
         if ctx.is_main:
-            ensure_cache(pipe, records, section, recipe.train.seed, device, progress=recipe.log.progress)
+            ensure_cache(pipe, records, section, recipe.train.seed, device, batch_size=recipe.train.batch_size,
+                         progress=recipe.log.progress)
         distributed.barrier(ctx)
         dataset = CachedDataset(section.cache_dir)
     else:
@@ -166,7 +167,8 @@ def build_cache(recipe: Recipe, pipe=None) -> Path:
     pipe = prepare_pipeline(recipe, pipe, device)
     records, skipped = read_records(recipe.data, Path(recipe.train.out_dir) / "synthetic")
     with torch.no_grad():
-        return ensure_cache(pipe, records, recipe.data, recipe.train.seed, device, progress=recipe.log.progress)
+        return ensure_cache(pipe, records, recipe.data, recipe.train.seed, device,
+                            batch_size=recipe.train.batch_size, progress=recipe.log.progress)
 
 
 def _callbacks(recipe: Recipe, out_dir: Path, extra: list[Callback] | None) -> list[Callback]:
