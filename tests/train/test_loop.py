@@ -122,14 +122,16 @@ def test_resume_refuses_foreign_or_broken_checkpoints(tmp_path):
         train(recipe, resume=tmp_path / "checkpoints" / "step-00000002")
 
 
-def test_bf16_vp_min_snr_and_gradient_checkpointing_train_with_fp32_gates(tmp_path):
-    recipe = tiny_recipe(tmp_path, "model.precision='bf16'", "model.gradient_checkpointing=true",
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])  # fp16 also goes through the grad scaler
+def test_half_precision_vp_min_snr_and_gradient_checkpointing_train_with_fp32_gates(tmp_path, precision):
+    recipe = tiny_recipe(tmp_path, f"model.precision='{precision}'", "model.gradient_checkpointing=true",
                          "train.prediction_type='v_prediction'", "train.min_snr_gamma=5.0", "train.steps=3",
                          "train.batch_size=2", "train.effective_batch=4", "data.synthetic_samples=8",
                          "checkpoint.every=0", "log.every=1")
     pipe = tiny_sdxl_pipeline(0)
     result = train(recipe, pipe=pipe)
-    assert pipe.unet.dtype == torch.bfloat16 and pipe.vae.dtype == torch.float32
+    assert pipe.unet.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert pipe.vae.dtype == torch.float32
     assert all(p.dtype == torch.float32 for h in gate_heads(pipe.unet).values() for p in h.parameters())
     assert all(torch.isfinite(torch.tensor(result.losses)))
     assert not pipe.unet.is_gradient_checkpointing  # switched off again on the caller's pipeline
