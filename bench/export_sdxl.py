@@ -33,12 +33,12 @@ def main() -> None:
 
     from maskattn_trt import GateConfig, install_gates
     from maskattn_trt.export import export_unet
-    from maskattn_trt.export.source import load_unet_for_export
+    from maskattn_trt.models import load_unet
     from maskattn_trt.spec import Range, UNetIOSpec
 
     torch.set_num_threads(2)
     start = time.perf_counter()
-    unet = load_unet_for_export("sdxl", args.dtype, seed=0)
+    unet = load_unet("sdxl", seed=0, dtype=args.dtype)
     installation = install_gates(unet, GateConfig())  # default: mid stage, encoder + decoder, shared heads
     built_s = time.perf_counter() - start
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

@@ -72,15 +72,15 @@ def main() -> None:
 
     from maskattn_trt import GateConfig, install_gates
     from maskattn_trt.export import cast_unet, read_manifest
-    from maskattn_trt.export.source import load_unet_for_export
     from maskattn_trt.gates import gates_hash
-    from maskattn_trt.parity.compare import FLIP_NOISE_PRED, _output_stats
+    from maskattn_trt.models import load_unet
+    from maskattn_trt.parity.compare import _output_stats
     from maskattn_trt.runners import EagerRunner
     from maskattn_trt.spec import TOLERANCES, UNetIOSpec
 
     torch.set_num_threads(2)
     manifest = read_manifest(args.onnx)
-    unet = load_unet_for_export(manifest["model"], manifest["dtype"], manifest["seed"] or 0)
+    unet = load_unet(manifest["model"], manifest["seed"] or 0, dtype=manifest["dtype"])
     if manifest.get("gates_hash"):
         install_gates(unet, GateConfig.from_dict(manifest["gates"]["config"]))
         if gates_hash(unet) != manifest["gates_hash"]:
@@ -97,7 +97,7 @@ def main() -> None:
                          "finite": stats.finite, "passed": stats.passed, "eager_fp32_s": round(eager.last_inference_s, 2),
                          "ort_fp16_s": round(ort["seconds"][label], 2)})
     print(json.dumps({"onnx": args.onnx, "tolerance": {"max_abs": atol, "rel_l2": rel_tol},
-                      "flip_tolerance": FLIP_NOISE_PRED[("fp32", "fp16")], "rows": rows,
+                      "flip_tolerance": TOLERANCES[("fp32", "fp16")]["flip_noise_pred"], "rows": rows,
                       "ort_session_load_s": round(ort["load_s"], 1), "ort_phase_wall_s": round(ort_wall, 1),
                       "ort_phase_peak_rss_gib": ort["peak_gib"], "eager_phase_peak_rss_gib": _peak_gib()}, indent=2))
 

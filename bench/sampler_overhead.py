@@ -46,13 +46,12 @@ class InstantRunner(Runner):
 
 def _prepare(onnx: Path | None, work: Path):
     from maskattn_trt.export.from_model import ExportRequest, export_model
-    from maskattn_trt.gates import install_gates, save_gates
-    from maskattn_trt.gates.demo import _trained_looking
+    from maskattn_trt.gates import install_gates, randomize_gates, save_gates
     from maskattn_trt.models import tiny_sdxl_pipeline
 
     pipe = tiny_sdxl_pipeline(0)
     install_gates(pipe.unet)
-    _trained_looking(pipe.unet, seed=0)
+    randomize_gates(pipe.unet, seed=0)
     gates = save_gates(pipe.unet, work / "gates.safetensors")
     if onnx is None:
         onnx = work / "tiny"

@@ -29,8 +29,8 @@ def bench(presets, shape, repeats, warmup, threads, seed, json_path):
       maskattn-trt bench
       maskattn-trt bench --preset small --shape 2x64x64 --repeats 30 --json bench.json
     """
+    from ..bench import bench_preset, format_table
     from ..errors import BadInputError
-    from ..export.benchmark import bench_preset, format_table
 
     parsed = None
     if shape:

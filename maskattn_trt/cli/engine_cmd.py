@@ -63,14 +63,14 @@ def refit(engine_path, gates_path, check_only, force):
     Example:
       maskattn-trt refit --engine engines/sdxl.fp16.tensorrt.engine --gates runs/gates_step2000.safetensors
     """
-    from ..engines.manifest import EngineManifest, manifest_path
+    from ..artifacts import EngineManifest, engine_manifest_path
     from ..engines.refit import plan_refit, refit_engine
     from ..errors import BadInputError, EngineBuildError
 
     if gates_path is None:
         raise BadInputError("refit needs --gates CHECKPOINT (.safetensors from train / convert-gates)")
     if check_only:
-        manifest = EngineManifest.load(manifest_path(engine_path))
+        manifest = EngineManifest.load(engine_manifest_path(engine_path))
         if not manifest.refittable:
             raise EngineBuildError(f"engine {engine_path} was not built refittable; rebuild it with --refittable")
         plan, _ = plan_refit(manifest.refit_map, gates_path)

@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artifacts import EngineManifest, ExportArtifact, engine_manifest_path, open_export
 from ..errors import BackendUnavailableError, BadInputError, EngineBuildError
+from ..spec import INPUT_NAMES, EngineProfile, UNetIOSpec, resolve_profile
 from ..utils.io import atomic_path, sha256_file
+from ..utils.tensorrt import Flavour, device_compute_capability, load_flavour, parse_compute_capability
 from .callbacks import progress_monitor, stream_writer
-from .flavours import Flavour, load_flavour, parse_compute_capability
-from .manifest import EngineManifest, ExportInfo, manifest_path, read_export
-from .profiles import EngineProfile, check_io_names, resolve_profile
+from .refit import gate_weights_hash, isolate_gate_weights, load_graph
 
 DEFAULT_ENGINE_DIR = Path("engines")
 DEFAULT_COMPUTE_CAPABILITY = "SM89"
@@ -61,10 +62,10 @@ class BuildResult:
                 + (f", {'+'.join(m.compute_capabilities)}" if m.compute_capabilities else "")
                 + f"{', refittable gates' if m.refittable else ''}) in {self.seconds:.1f} s; "
                 f"profile {m.profile['batch']} x {m.profile['pixel_height']} x {m.profile['pixel_width']} px; "
-                f"timing cache: {self.timing_cache}; manifest {manifest_path(self.engine_path).name}")
+                f"timing cache: {self.timing_cache}; manifest {engine_manifest_path(self.engine_path).name}")
 
 
-def default_engine_path(export: ExportInfo, flavour: Flavour, ccs: tuple[str, ...]) -> Path:
+def default_engine_path(export: ExportArtifact, flavour: Flavour, ccs: tuple[str, ...]) -> Path:
     folder = export.onnx_path.parent.name or "unet"
     target = f".{'-'.join(c.lower() for c in ccs)}" if flavour.is_rtx else ""
     return DEFAULT_ENGINE_DIR / f"{folder}.{export.io_spec.dtype}.{flavour.name}{target}.engine"
@@ -102,10 +103,19 @@ def _check_options(options: BuildOptions, flavour: Flavour) -> tuple[str, ...]:
     return ()
 
 
-def _parse(flavour: Flavour, builder, export: ExportInfo, refittable: bool, logger):
-    """Parse the ONNX into a strongly typed network; returns (network, parser, refit_map, gates_hash)."""
-    from .refit import gate_weights_hash, isolate_gate_weights, load_graph
+def check_io_names(network, io_spec: UNetIOSpec) -> None:
+    """The parsed network's inputs and outputs must be the ones the IO spec names."""
+    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    if sorted(inputs) != sorted(INPUT_NAMES) or sorted(outputs) != sorted(io_spec.output_names):
+        raise BadInputError(
+            f"the ONNX graph's inputs {inputs} / outputs {outputs} do not match its IO spec "
+            f"({list(INPUT_NAMES)} / {io_spec.output_names}); the folder mixes files of two exports — re-export"
+        )
 
+
+def _parse(flavour: Flavour, builder, export: ExportArtifact, refittable: bool, logger):
+    """Parse the ONNX into a strongly typed network; returns (network, parser, refit_map, gates_hash)."""
     trt = flavour.trt
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -131,7 +141,7 @@ def _parse(flavour: Flavour, builder, export: ExportInfo, refittable: bool, logg
     return network, parser, refit_map, gates_hash
 
 
-def _config(flavour: Flavour, builder, options: BuildOptions, ccs, profile: EngineProfile, export: ExportInfo):
+def _config(flavour: Flavour, builder, options: BuildOptions, ccs, profile: EngineProfile, export: ExportArtifact):
     trt = flavour.trt
     config = builder.create_builder_config()
     if ccs:
@@ -181,7 +191,8 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
     """
     flavour = load_flavour(options.builder)
     ccs = _check_options(options, flavour)
-    export = read_export(options.onnx)
+    export = open_export(options.onnx)
+    onnx_sha256 = export.onnx_sha256()
     profile = resolve_profile(export.io_spec, options.batch, options.height, options.width, options.static)
     out = Path(options.out) if options.out else default_engine_path(export, flavour, ccs)
     if out.suffix not in (".engine", ".plan"):
@@ -203,7 +214,7 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
     if echo:
         echo(f"building {flavour.label} engine from {export.onnx_path} ({export.io_spec.dtype}, "
              f"{profile.describe(export.io_spec)}{', ' + '+'.join(ccs) if ccs else ''})")
-    final_manifest = manifest_path(out)
+    final_manifest = engine_manifest_path(out)
     with atomic_path(out) as tmp_engine, atomic_path(final_manifest) as tmp_manifest:
         with open(tmp_engine, "wb") as handle:
             writer = stream_writer(trt, handle)
@@ -218,7 +229,7 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
         seconds = time.perf_counter() - start
         manifest = EngineManifest(
             engine_sha256=sha256_file(tmp_engine), engine_bytes=writer.bytes_written,
-            onnx_path=str(export.onnx_path.resolve()), onnx_sha256=export.onnx_sha256, gates_hash=gates_hash,
+            onnx_path=str(export.onnx_path.resolve()), onnx_sha256=onnx_sha256, gates_hash=gates_hash,
             builder=flavour.name, builder_version=flavour.version, compute_capabilities=list(ccs) or _device_cc(),
             precision=export.io_spec.dtype, profile=profile.to_dict(export.io_spec),
             refittable=options.refittable, build_seconds=round(seconds, 2),
@@ -237,7 +248,5 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
 
 
 def _device_cc() -> list[str]:
-    from .flavours import device_compute_capability
-
     cc = device_compute_capability()
     return [cc] if cc else []

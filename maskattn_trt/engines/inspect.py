@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 _META = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
 _ATTN = re.compile(r"^(.*/attn[12])/(.*)$")
@@ -99,37 +98,3 @@ def summarize(layers: list[EngineLayer]) -> list[str]:
         lines.append(f"{kind}: {fused}/{len(scopes)} fused attention kernels ({', '.join(kernels)}), "
                      f"additive mask inside the kernel in {masked}")
     return lines
-
-
-def inspect_build(onnx: str | Path, compute_capability: str = "SM89", out: str | Path | None = None) -> list[EngineLayer]:
-    """Build a TensorRT-RTX engine with a verbose capturing logger and return its layers (no GPU needed)."""
-    import tempfile
-
-    from .build import BuildOptions, build_engine
-    from .flavours import TENSORRT_RTX, load_flavour
-
-    trt = load_flavour(TENSORRT_RTX).trt
-    logger = capture_logger(trt)
-    with tempfile.TemporaryDirectory() as tmp:
-        target = Path(out) if out else Path(tmp) / "inspect.engine"
-        build_engine(BuildOptions(onnx=Path(onnx), out=target, builder=TENSORRT_RTX,
-                                  compute_capabilities=(compute_capability,), progress=False), logger=logger)
-    return parse_layers(logger.lines)
-
-
-def inspect_engine(engine) -> list[EngineLayer]:
-    """Layers of a deserialized engine through ``EngineInspector`` (needs the engine, hence a GPU)."""
-    import json
-
-    inspector = engine.create_engine_inspector()
-    module = sys.modules[type(engine).__module__]
-    info = json.loads(inspector.get_engine_information(module.LayerInformationFormat.JSON))
-    layers = []
-    for item in info.get("Layers", []):
-        if isinstance(item, str):
-            layers.extend(parse_layers([item]))
-            continue
-        meta = str(item.get("Metadata", ""))
-        layers.append(EngineLayer(item.get("Name", ""), item.get("LayerType", ""), item.get("TacticName", ""),
-                                  tuple(_META.findall(meta))))
-    return layers

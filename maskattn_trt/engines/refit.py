@@ -11,13 +11,21 @@ checks names, sites and shapes before touching the engine.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+import torch
 
+from ..artifacts import EngineManifest, check_engine, engine_manifest_path
 from ..errors import BackendUnavailableError, CheckpointError, EngineBuildError
+from ..gates import read_gate_checkpoint
+from ..utils.io import atomic_path, sha256_file
+from ..utils.tensorrt import load_flavour
 
 GATE_SCOPE = "gate_head"
 STABLE_PREFIX = "maskattn.gate."
@@ -80,7 +88,6 @@ def _param_of_node(node, input_index: int) -> tuple[str, bool] | None:
 
 def load_graph(onnx_path: str | Path):
     """The ONNX graph without external data, except the (small) gate weights, which are read in."""
-    import onnx
     from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
     try:
@@ -167,7 +174,6 @@ def isolate_gate_weights(model) -> dict[str, GateWeight]:
 
 def gate_weights_hash(model) -> str | None:
     """sha256 of the gate weights a graph carries (when the export manifest records no gate hash)."""
-    import hashlib
 
     from onnx import numpy_helper
 
@@ -188,7 +194,6 @@ def plan_refit(refit_map: dict[str, dict], checkpoint: str | Path) -> tuple[dict
     Refuses (CheckpointError) a checkpoint whose sites differ from the engine's, whose head sharing does not
     fit the engine's weights, or whose tensor shapes differ.
     """
-    from ..gates import read_gate_checkpoint
 
     tensors, meta = read_gate_checkpoint(checkpoint)
     weights = {name: GateWeight.from_dict(name, data) for name, data in refit_map.items()}
@@ -228,8 +233,6 @@ def plan_refit(refit_map: dict[str, dict], checkpoint: str | Path) -> tuple[dict
 
 def checkpoint_gates_hash(meta: dict) -> str:
     """:func:`maskattn_trt.gates.gates_hash` of a UNet with this checkpoint loaded, from its metadata alone."""
-    import hashlib
-    import json
 
     installation = {key: meta[key] for key in ("config", "sites", "head_of_site", "unet_fingerprint")}
     return hashlib.sha256((meta["content_sha256"] + json.dumps(installation, sort_keys=True)).encode()).hexdigest()
@@ -237,14 +240,8 @@ def checkpoint_gates_hash(meta: dict) -> str:
 
 def refit_engine(engine_path: str | Path, checkpoint: str | Path, force: bool = False) -> dict:
     """Refit the gate weights of a refittable engine in place (needs a GPU); updates its manifest."""
-    import torch
-
-    from ..utils.io import atomic_path, sha256_file
-    from .flavours import load_flavour
-    from .manifest import EngineManifest, check_engine, manifest_path
-
     engine_path = Path(engine_path)
-    manifest = EngineManifest.load(manifest_path(engine_path))
+    manifest = EngineManifest.load(engine_manifest_path(engine_path))
     check_engine(engine_path, manifest, force=force)
     if not manifest.refittable or not manifest.refit_map:
         raise EngineBuildError(f"engine {engine_path} was not built refittable; rebuild it with --refittable")
@@ -272,5 +269,5 @@ def refit_engine(engine_path: str | Path, checkpoint: str | Path, force: bool = 
     manifest.engine_bytes = engine_path.stat().st_size
     manifest.gates_hash = checkpoint_gates_hash(meta)
     manifest.head_of_site = meta.get("head_of_site", {})
-    manifest.save(manifest_path(engine_path))
+    manifest.save(engine_manifest_path(engine_path))
     return {"weights": len(plan), "engine": str(engine_path), "gates_hash": manifest.gates_hash}

@@ -1,22 +1,22 @@
 """``maskattn-trt export`` as a library call: model + gates + pixel ranges -> an export folder.
 
 Users think in pixels; the graph sees latents (pixels / VAE scale). Pixel ranges are validated and converted
-by the engine package's profile resolver (one place for that logic), then recorded in the IO spec.
+by :func:`maskattn_trt.spec.resolve_profile` (one place for that logic), then recorded in the IO spec. The
+model comes from the one loader (:mod:`maskattn_trt.models`), directly in the export dtype.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInputError
-from ..spec import Range, UNetIOSpec
+from ..gates import attach_gates, gate_processors
+from ..models import TINY_VAE_SCALE, load_unet, unet_architecture, vae_scale_of
+from ..spec import Range, UNetIOSpec, resolve_profile
+from ..utils.io import ensure_writable_dir
 from .onnx import ExportResult, export_unet
-from .source import attach_gates, load_unet_for_export
 
-TINY_VAE_SCALE = 2  # the tiny offline VAE has two blocks
-SDXL_VAE_SCALE = 8
 _WIDE = Range(1, 1, 1 << 20)
 
 
@@ -40,55 +40,20 @@ class ExportRequest:
     seed: int = 0
 
 
-def vae_scale_of(model: str) -> int:
-    """Latent -> pixel factor of the model's VAE: 2 for ``tiny``, 8 for SDXL (read from a folder's VAE config)."""
-    if model == "tiny":
-        return TINY_VAE_SCALE
-    path = Path(model).expanduser() / "vae" / "config.json"
-    if path.is_file():
-        try:
-            blocks = json.loads(path.read_text()).get("block_out_channels", [0, 0, 0, 0])
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path} is not valid JSON ({exc})") from exc
-        return 2 ** (len(blocks) - 1)
-    return SDXL_VAE_SCALE
-
-
 def _default_pixels(vae_scale: int) -> str:
     return "32:64:128" if vae_scale == TINY_VAE_SCALE else "512:1024:1024"
 
 
 def resolve_spec(base: UNetIOSpec, batch: str, height: str | None, width: str | None, static: bool) -> UNetIOSpec:
     """Batch and pixel ranges -> the IO spec's latent ranges (validated: multiples of 8, on the latent grid)."""
-    from ..engines.profiles import resolve_profile
-
     default = _default_pixels(base.vae_scale)
     wide = base.replace(batch=_WIDE, height=_WIDE, width=_WIDE)
     profile = resolve_profile(wide, batch, height or default, width or default, static)
     return base.replace(batch=profile.batch, height=profile.height, width=profile.width)
 
 
-def _architecture(model: str):
-    """An object with the UNet's ``.config`` (for the IO spec), without loading any weights."""
-    from types import SimpleNamespace
-
-    from ..models import UNET_PRESETS, build_unet
-
-    if model in UNET_PRESETS:
-        return build_unet(model, device="meta")
-    from diffusers import UNet2DConditionModel
-
-    from ..models.loading import _check_sdxl_folder
-
-    path = Path(model).expanduser()
-    _check_sdxl_folder(path)
-    return SimpleNamespace(config=SimpleNamespace(**UNet2DConditionModel.load_config(path, subfolder="unet")))
-
-
 def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     """Validate every option, then load the model in the export dtype, attach the gates and export it."""
-    from ..utils.io import ensure_writable_dir
-
     if request.gates is not None and request.open_gates:
         raise BadInputError("pass either --gates CHECKPOINT or --open-gates, not both")
     if request.gates is None and not request.open_gates:
@@ -99,18 +64,13 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"output path {out} exists and is not a folder; choose another --out")
-    if out.exists():
-        ensure_writable_dir(out)
-    else:
-        ensure_writable_dir(out.parent)
-    base = UNetIOSpec.for_unet(_architecture(request.model), dtype=request.dtype,
+    ensure_writable_dir(out if out.exists() else out.parent)
+    base = UNetIOSpec.for_unet(unet_architecture(request.model), dtype=request.dtype,
                                vae_scale=vae_scale_of(request.model))
     spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
-    unet = load_unet_for_export(request.model, request.dtype, request.seed)
+    unet = load_unet(request.model, request.seed, dtype=request.dtype)
     attach_gates(unet, request.gates, request.open_gates)
     if request.gate_outputs:
-        from ..gates import gate_processors
-
         spec = spec.with_gate_outputs(list(gate_processors(unet)))
     source = {"model": request.model, "seed": request.seed,
               "gate_checkpoint": str(request.gates) if request.gates else None}

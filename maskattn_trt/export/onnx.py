@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import artifacts as af
 from ..errors import BadInputError, ExportError
-from ..gates import gate_installation, gate_processors, gates_hash
-from ..gates.install import unet_fingerprint
-from ..spec import INPUT_NAMES, UNetGraph, UNetIOSpec
+from ..gates import UNetGraph, gate_installation, gate_processors, gates_hash, unet_fingerprint
+from ..spec import INPUT_NAMES, UNetIOSpec
 from ..utils.io import atomic_dir, ensure_writable_dir, sha256_file, write_json_atomic
-from . import manifest as mf
-from .patches import cast_add_time_proj, gates_forced_open, quiet_diffusers, quiet_exporter
+from .patches import cast_add_time_proj, gates_forced_open, quiet_exporter
 from .validate import check_graph_shape, check_onnx_file, graph_report
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -59,20 +58,6 @@ class ExportResult:
                 f"IO spec and manifest beside it")
 
 
-def cast_unet(unet: nn.Module, dtype: str) -> nn.Module:
-    """Cast the UNet backbone to ``dtype`` ('fp32' | 'fp16') in place, keeping gate heads fp32."""
-    from ..spec import DTYPES
-
-    if dtype not in DTYPES:
-        raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    if unet.conv_in.weight.dtype != DTYPES[dtype]:
-        with quiet_diffusers():  # it warns on every .to(dtype), also when nothing must stay fp32
-            unet.to(DTYPES[dtype])
-    for proc in gate_processors(unet).values():
-        proc.gate_head.to(torch.float32)
-    return unet
-
-
 def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
     if exporter not in EXPORTERS:
         raise BadInputError(f"exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
@@ -80,7 +65,7 @@ def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
     if backbone != spec.torch_dtype:
         raise BadInputError(
             f"the UNet is {backbone} but the IO spec asks for {spec.dtype}; cast it first with "
-            f"maskattn_trt.export.cast_unet(unet, {spec.dtype!r}) (keeps the gate heads fp32)"
+            f"maskattn_trt.gates.cast_unet(unet, {spec.dtype!r}) (keeps the gate heads fp32)"
         )
     if any(p.dtype != torch.float32 for proc in gate_processors(unet).values() for p in proc.gate_head.parameters()):
         raise BadInputError("gate heads must stay fp32 (they are compared with the threshold); use cast_unet(...) "
@@ -140,7 +125,7 @@ def _save(model, path: Path, external: bool | None, size_bytes: int) -> bool:
     external = _needs_external(external, size_bytes)
     if external:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=mf.DATA_NAME, size_threshold=1024)
+                        location=af.DATA_NAME, size_threshold=1024)
     else:
         onnx.save_model(model, str(path))
     return external
@@ -156,7 +141,7 @@ def _stream_external(model, raw_dir: Path, path: Path, min_bytes: int = 1024) ->
     import onnx
 
     offset = 0
-    with open(path.parent / mf.DATA_NAME, "wb") as data:
+    with open(path.parent / af.DATA_NAME, "wb") as data:
         for tensor in model.graph.initializer:
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
                 info = {e.key: e.value for e in tensor.external_data}
@@ -170,7 +155,7 @@ def _stream_external(model, raw_dir: Path, path: Path, min_bytes: int = 1024) ->
             data.write(blob)
             del tensor.external_data[:]
             tensor.ClearField("raw_data")
-            for key, value in (("location", mf.DATA_NAME), ("offset", offset), ("length", len(blob))):
+            for key, value in (("location", af.DATA_NAME), ("offset", offset), ("length", len(blob))):
                 tensor.external_data.add(key=key, value=str(value))
             tensor.data_location = onnx.TensorProto.EXTERNAL
             offset += len(blob)
@@ -214,19 +199,19 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
             raw = tmp / ".raw"
             raw.mkdir()
             try:
-                _trace(unet, spec, raw / mf.ONNX_NAME, exporter, opset, open_gates)
+                _trace(unet, spec, raw / af.ONNX_NAME, exporter, opset, open_gates)
             except (RuntimeError, TypeError, ValueError) as exc:
                 raise ExportError(f"torch.onnx.export ({exporter}) failed: {str(exc).splitlines()[0]}; try "
                                   f"--exporter {'dynamo' if exporter == 'torchscript' else 'torchscript'}") from exc
             step("trace")
-            onnx_path = tmp / mf.ONNX_NAME
+            onnx_path = tmp / af.ONNX_NAME
             if slim:
-                model = _slim(onnx.load(str(raw / mf.ONNX_NAME)))
+                model = _slim(onnx.load(str(raw / af.ONNX_NAME)))
                 step("slim")
                 report = graph_report(model)
                 external = _save(model, onnx_path, external_data, report.initializer_bytes)
             else:  # weights are never all in memory twice: stream them from the exporter's files
-                model = onnx.load(str(raw / mf.ONNX_NAME), load_external_data=False)
+                model = onnx.load(str(raw / af.ONNX_NAME), load_external_data=False)
                 report = graph_report(model)
                 external = _needs_external(external_data, report.initializer_bytes)
                 if external:
@@ -238,31 +223,31 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
             shutil.rmtree(raw)
             step("save")
             check_onnx_file(onnx_path)
-            check_graph_shape(report, spec, str(out_dir / mf.ONNX_NAME))
+            check_graph_shape(report, spec, str(out_dir / af.ONNX_NAME))
             step("check")
-            spec.save(tmp / mf.IO_SPEC_NAME)
+            spec.save(tmp / af.IO_SPEC_NAME)
             manifest = _manifest(unet, tmp, spec, report, exporter=exporter, opset=opset, slim=slim,
                                  open_gates=open_gates, external=external, source=source or {},
                                  seconds=time.perf_counter() - start, timings=timings)
-            write_json_atomic(tmp / mf.MANIFEST_NAME, manifest)
+            write_json_atomic(tmp / af.MANIFEST_NAME, manifest)
             step("manifest")
     finally:
         bar.close()
-    return ExportResult(out_dir, out_dir / mf.ONNX_NAME, spec, manifest, time.perf_counter() - start)
+    return ExportResult(out_dir, out_dir / af.ONNX_NAME, spec, manifest, time.perf_counter() - start)
 
 
 def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, slim, open_gates, external, source,
               seconds, timings) -> dict:
     installation = gate_installation(unet)
     files = {}
-    for name in (mf.ONNX_NAME, mf.DATA_NAME) if external else (mf.ONNX_NAME,):
+    for name in (af.ONNX_NAME, af.DATA_NAME) if external else (af.ONNX_NAME,):
         files[name] = {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
     gate_ckpt = source.get("gate_checkpoint")
     return {
-        "format": mf.FORMAT,
-        "created": mf.now_utc(),
-        "onnx": mf.ONNX_NAME,
-        "onnx_sha256": files[mf.ONNX_NAME]["sha256"],
+        "format": af.EXPORT_FORMAT,
+        "created": af.now_utc(),
+        "onnx": af.ONNX_NAME,
+        "onnx_sha256": files[af.ONNX_NAME]["sha256"],
         "files": files,
         "external_data": bool(external),
         "dtype": spec.dtype,
@@ -283,5 +268,5 @@ def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, 
         "graph": report.to_dict(),
         "export_seconds": round(seconds, 2),
         "step_seconds": timings,
-        "versions": mf.package_versions(),
+        "versions": af.package_versions(),
     }

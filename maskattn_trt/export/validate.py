@@ -16,10 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ExportError
-from ..spec import UNetIOSpec
+from ..spec import DTYPES, UNetIOSpec
 
 _ONNX_DTYPES = {1: "fp32", 10: "fp16", 11: "fp64", 7: "int64", 6: "int32", 9: "bool", 16: "bf16"}
-_SPEC_DTYPES = {"fp32": "fp32", "fp16": "fp16"}
 
 
 @dataclass
@@ -90,7 +89,7 @@ def check_graph_shape(report: GraphReport, spec: UNetIOSpec, where: str) -> None
     expected_in = _expected_inputs(spec)
     if report.inputs != expected_in:
         problems.append(f"inputs {report.inputs}, expected {expected_in}")
-    expected_out = dict.fromkeys(spec.output_names, _SPEC_DTYPES[spec.dtype])
+    expected_out = dict.fromkeys(spec.output_names, spec.dtype)
     if report.outputs != expected_out:
         problems.append(f"outputs {report.outputs}, expected {expected_out}")
     if problems:
@@ -99,8 +98,8 @@ def check_graph_shape(report: GraphReport, spec: UNetIOSpec, where: str) -> None
 
 
 def _expected_inputs(spec: UNetIOSpec) -> dict[str, str]:
-    names = {"torch.float32": "fp32", "torch.float16": "fp16"}
-    return {name: names[str(dt)] for name, dt in spec.input_dtypes().items()}
+    names = {dtype: name for name, dtype in DTYPES.items()}
+    return {name: names[dt] for name, dt in spec.input_dtypes().items()}
 
 
 def check_onnx_file(path: str | Path) -> None:

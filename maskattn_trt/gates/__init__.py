@@ -1,5 +1,6 @@
-"""MaskAttn gates: head, processor, installation and checkpoints."""
+"""MaskAttn gates: head, processor, installation, checkpoints, the graph signature and decision margins."""
 
+from .attach import attach_gates, cast_unet
 from .checkpoint import (
     convert_official_checkpoint,
     gates_hash,
@@ -8,6 +9,7 @@ from .checkpoint import (
     read_gate_checkpoint,
     save_gates,
 )
+from .graph import UNetGraph
 from .head import GateHead, additive_mask, hard_gate, straight_through
 from .install import (
     GateInstallation,
@@ -25,15 +27,21 @@ from .install import (
     stage_of,
     unet_fingerprint,
 )
+from .margins import decision_margins, recording_gate_margins
 from .processor import MaskAttnProcessor
+from .synthetic import randomize_gates
 
 __all__ = [
     "GateHead",
     "GateInstallation",
     "MaskAttnProcessor",
+    "UNetGraph",
     "additive_mask",
+    "attach_gates",
+    "cast_unet",
     "convert_official_checkpoint",
     "cross_attention_sites",
+    "decision_margins",
     "gate_heads",
     "gate_installation",
     "gate_parameters",
@@ -43,8 +51,10 @@ __all__ = [
     "install_gates",
     "load_gates",
     "load_official_gates",
+    "randomize_gates",
     "read_gate_checkpoint",
     "recorded_gates",
+    "recording_gate_margins",
     "remove_gates",
     "save_gates",
     "select_sites",

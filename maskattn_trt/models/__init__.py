@@ -1,6 +1,37 @@
-"""SDXL pipelines: the offline tiny one, size presets, and loading a user's local SDXL folder."""
+"""SDXL models: the offline tiny pipeline, UNet size presets, and the one loader behind every ``--model``."""
 
-from .loading import load_pipeline, load_unet
-from .tiny import UNET_PRESETS, build_unet, tiny_sdxl_pipeline, tiny_tokenizer
+from .loading import (
+    SDXL_VAE_SCALE,
+    check_sdxl_folder,
+    load_model,
+    load_pipeline,
+    load_unet,
+    quiet_diffusers,
+    unet_architecture,
+    vae_scale_of,
+)
+from .tiny import (
+    SDXL_UNET_CONFIG,
+    TINY_VAE_SCALE,
+    UNET_PRESETS,
+    build_unet,
+    tiny_sdxl_pipeline,
+    tiny_tokenizer,
+)
 
-__all__ = ["UNET_PRESETS", "build_unet", "load_pipeline", "load_unet", "tiny_sdxl_pipeline", "tiny_tokenizer"]
+__all__ = [
+    "SDXL_UNET_CONFIG",
+    "SDXL_VAE_SCALE",
+    "TINY_VAE_SCALE",
+    "UNET_PRESETS",
+    "build_unet",
+    "check_sdxl_folder",
+    "load_model",
+    "load_pipeline",
+    "load_unet",
+    "quiet_diffusers",
+    "tiny_sdxl_pipeline",
+    "tiny_tokenizer",
+    "unet_architecture",
+    "vae_scale_of",
+]

@@ -1,19 +1,34 @@
-"""Resolve ``--model``: ``tiny`` (offline, in-process) or a local diffusers SDXL folder."""
+"""The one model loader: ``--model tiny | small | sdxl | PATH`` -> pipeline, UNet or architecture.
+
+``tiny`` is the offline pipeline built in-process; ``small`` and ``sdxl`` are UNet-only presets with random
+weights (``sdxl`` is the real architecture, built on the meta device and allocated once in the target dtype);
+a path is a local diffusers SDXL folder. Nothing ever touches the network (``local_files_only=True``).
+Every command that takes ``--model`` goes through here.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from diffusers import UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
+from torch import nn
 
-from ..errors import ModelLoadError
-from .tiny import UNET_PRESETS, build_unet, tiny_sdxl_pipeline
+from ..errors import BadInputError, ModelLoadError
+from ..spec import DTYPES
+from .tiny import TINY_VAE_SCALE, UNET_PRESETS, build_unet, tiny_sdxl_pipeline
 
+SDXL_VAE_SCALE = 8
 _SDXL_CLASSES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
+_META_BUILT = ("sdxl",)  # presets too large to materialise in fp32 first
 
 
-def _check_sdxl_folder(path: Path) -> None:
+def check_sdxl_folder(path: Path) -> None:
+    """Refuse anything but a local diffusers SDXL pipeline folder, naming what is wrong."""
     if not path.exists():
         raise ModelLoadError(
             f"model path {path} does not exist; pass --model tiny or a local diffusers SDXL folder "
@@ -35,37 +50,138 @@ def _check_sdxl_folder(path: Path) -> None:
         raise ModelLoadError(f"{path} has no unet/config.json; the SDXL folder is incomplete")
 
 
-def load_pipeline(model: str = "tiny", dtype: torch.dtype = torch.float32, seed: int = 0):
-    """``tiny`` -> :func:`tiny_sdxl_pipeline`; a folder -> ``StableDiffusionXLPipeline.from_pretrained``.
+def _folder(model: str) -> Path:
+    path = Path(model).expanduser()
+    check_sdxl_folder(path)
+    return path
 
-    Never touches the network (``local_files_only=True``).
-    """
-    if model == "tiny":
-        pipe = tiny_sdxl_pipeline(seed)
-        return pipe.to(dtype=dtype) if dtype != torch.float32 else pipe
+
+def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return DTYPES[dtype]
+
+
+@contextlib.contextmanager
+def quiet_diffusers() -> Iterator[None]:
+    """Silence diffusers' logger for a block (restoring its level), e.g. its warning on ``ModelMixin.to(dtype)``."""
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
+def _init_in_place(unet: nn.Module, seed: int) -> None:
+    torch.manual_seed(seed)
+    for module in unet.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def _pipeline_class():
+    # Lazy: importing diffusers' pipelines pulls in transformers' image processors (seconds, and a torchvision
+    # warning); commands that need only a UNet (export of a preset, gates-info, convert-gates) never pay it.
     from diffusers import StableDiffusionXLPipeline
 
-    path = Path(model).expanduser()
-    _check_sdxl_folder(path)
+    return StableDiffusionXLPipeline
+
+
+def load_pipeline(model: str = "tiny", dtype: str | torch.dtype = torch.float32, seed: int = 0):
+    """``tiny`` -> :func:`tiny_sdxl_pipeline`; a folder -> ``StableDiffusionXLPipeline.from_pretrained``.
+
+    The VAE stays fp32 whatever ``dtype`` (the SDXL VAE overflows in fp16).
+    """
+    torch_dtype = _torch_dtype(dtype)
+    if model == "tiny":
+        pipe = tiny_sdxl_pipeline(seed)
+        if torch_dtype != torch.float32:
+            with quiet_diffusers():
+                pipe.to(dtype=torch_dtype)
+            pipe.vae.to(torch.float32)
+        return pipe
+    if model in UNET_PRESETS:
+        raise ModelLoadError(f"--model {model} is a UNet-only preset (no text encoders or VAE); use --model tiny "
+                             "or a local diffusers SDXL folder")
+    path = _folder(model)
     try:
-        pipe = StableDiffusionXLPipeline.from_pretrained(path, dtype=dtype, local_files_only=True)
+        pipe = _pipeline_class().from_pretrained(path, dtype=torch_dtype, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     if pipe.vae is not None:
-        pipe.vae.to(torch.float32)  # the SDXL VAE overflows in fp16
+        pipe.vae.to(torch.float32)
     return pipe
 
 
-def load_unet(model: str = "tiny", seed: int = 0, device: str | torch.device = "cpu"):
-    """Just the UNet: a preset name (``tiny``, ``small``, ``sdxl`` random weights) or a local SDXL folder."""
-    if model in UNET_PRESETS:
-        return build_unet(model, seed, device)
-    from diffusers import UNet2DConditionModel
+def load_unet(model: str = "tiny", seed: int = 0, device: str | torch.device = "cpu",
+              dtype: str | torch.dtype = "fp32") -> nn.Module:
+    """Just the UNet, frozen and in eval mode, directly in ``dtype``: a preset (random weights, seeded) or a folder.
 
-    path = Path(model).expanduser()
-    _check_sdxl_folder(path)
+    ``device="meta"`` gives the architecture without weights (:func:`unet_architecture`).
+    """
+    if str(device) == "meta":
+        return unet_architecture(model)
+    torch_dtype = _torch_dtype(dtype)
+    if model in _META_BUILT:
+        unet = build_unet(model, seed, device="meta").to(torch_dtype)  # cast on meta: free
+        unet.to_empty(device=device)
+        _init_in_place(unet, seed)
+    elif model in UNET_PRESETS:
+        unet = build_unet(model, seed, device)
+        if torch_dtype != torch.float32:
+            with quiet_diffusers():  # it warns on every .to(dtype)
+                unet.to(torch_dtype)
+    else:
+        path = _folder(model)
+        try:
+            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=torch_dtype,
+                                                        local_files_only=True).to(device)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load the UNet in {path}/unet: {exc}") from exc
+    return unet.eval().requires_grad_(False)
+
+
+def unet_architecture(model: str) -> nn.Module:
+    """The UNet built on the meta device (no weights): for IO specs, fingerprints and gate-site selection."""
+    if model in UNET_PRESETS:
+        return build_unet(model, device="meta")
+    path = _folder(model)
     try:
-        return UNet2DConditionModel.from_pretrained(path, subfolder="unet", local_files_only=True).eval()
+        config = UNet2DConditionModel.load_config(path, subfolder="unet", local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load the UNet in {path}/unet: {exc}") from exc
+        raise ModelLoadError(f"could not read the UNet config in {path}/unet: {exc}") from exc
+    with torch.device("meta"):
+        return UNet2DConditionModel.from_config(config)
+
+
+def load_model(model: str, unet_weights: bool = True):
+    """(pipeline, UNet). Without ``unet_weights`` a folder's UNet is only its architecture (meta device): an
+    exported backend runs the UNet, the pipeline supplies text encoders, VAE and scheduler."""
+    if model == "tiny" or unet_weights:
+        pipe = load_pipeline(model)
+        return pipe, pipe.unet
+    path = _folder(model)
+    try:
+        pipe = _pipeline_class().from_pretrained(path, unet=None, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, unet_architecture(model)
+
+
+def vae_scale_of(model: str) -> int:
+    """Latent -> pixel factor of the model's VAE: 2 for ``tiny``, 8 for SDXL (read from a folder's VAE config)."""
+    if model == "tiny":
+        return TINY_VAE_SCALE
+    path = Path(model).expanduser() / "vae" / "config.json"
+    if path.is_file():
+        try:
+            blocks = json.loads(path.read_text()).get("block_out_channels", [0, 0, 0, 0])
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path} is not valid JSON ({exc})") from exc
+        return 2 ** (len(blocks) - 1)
+    return SDXL_VAE_SCALE

@@ -56,6 +56,8 @@ _SMALL_UNET = {
     "transformer_layers_per_block": [1, 2, 4],
 }
 
+TINY_VAE_SCALE = 2  # the tiny offline VAE has two blocks
+
 UNET_PRESETS: dict[str, dict] = {"tiny": _TINY_UNET, "small": _SMALL_UNET, "sdxl": SDXL_UNET_CONFIG}
 
 

@@ -2,7 +2,7 @@
 
 from .compare import CaseResult, GateStats, OutputStats, ParityReport, compare_runners, tolerances_for
 from .feeds import PROMPTS, parity_feeds, parity_shapes, prompt_feed
-from .run import ParityRequest, reference_unet, run_parity
+from .from_export import ParityRequest, reference_unet, run_parity
 
 __all__ = [
     "PROMPTS",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..spec import UNetIOSpec
+from ..spec import UNetIOSpec, time_ids
 
 PROMPTS = (
     "a red apple on a wooden table",
@@ -31,11 +31,6 @@ def parity_shapes(spec: UNetIOSpec) -> list[tuple[int, int, int]]:
     return [(batch, hh, ww) for batch in batches for hh, ww in resolutions]
 
 
-def _time_ids(spec: UNetIOSpec, batch: int, height: int, width: int) -> torch.Tensor:
-    px_h, px_w = height * spec.vae_scale, width * spec.vae_scale
-    return torch.tensor([[px_h, px_w, 0, 0, px_h, px_w]] * batch, dtype=torch.float32)
-
-
 def prompt_feed(pipe, spec: UNetIOSpec, prompts: list[str], height: int, width: int, seed: int) -> dict:
     """A feed whose text conditioning comes from ``pipe``'s text encoders (fp32)."""
     with torch.inference_mode():
@@ -48,7 +43,7 @@ def prompt_feed(pipe, spec: UNetIOSpec, prompts: list[str], height: int, width: 
         "timestep": torch.randint(1, 1000, (batch,), generator=gen).float(),
         "encoder_hidden_states": embeds.float().clone(),
         "text_embeds": pooled.float().clone(),
-        "time_ids": _time_ids(spec, batch, height, width),
+        "time_ids": time_ids(height * spec.vae_scale, width * spec.vae_scale, batch),
     }
 
 

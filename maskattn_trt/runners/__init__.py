@@ -1,18 +1,12 @@
-"""One runner contract for every backend (eager PyTorch, ONNX Runtime, TensorRT)."""
+"""One runner contract for every backend (eager PyTorch, ONNX Runtime, TensorRT).
+
+Runners receive loaded artifacts (:mod:`maskattn_trt.artifacts`); onnxruntime and TensorRT themselves are
+imported only when a runner is activated, so importing this package stays cheap.
+"""
 
 from .base import Runner
 from .eager import EagerRunner
+from .ort import OrtRunner
+from .trt import TrtRunner
 
-__all__ = ["EagerRunner", "Runner"]
-
-
-def __getattr__(name):  # lazy: TrtRunner imports TensorRT only when activated, but keep torch-only imports cheap
-    if name == "TrtRunner":
-        from .trt import TrtRunner
-
-        return TrtRunner
-    if name == "OrtRunner":  # imports onnxruntime only when activated
-        from .ort import OrtRunner
-
-        return OrtRunner
-    raise AttributeError(name)
+__all__ = ["EagerRunner", "OrtRunner", "Runner", "TrtRunner"]

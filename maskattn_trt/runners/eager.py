@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..spec import OUTPUT_NAME, UNetGraph, UNetIOSpec
+from ..gates import UNetGraph
+from ..spec import INPUT_NAMES, OUTPUT_NAME, UNetIOSpec
 from .base import Runner
 
 
 class EagerRunner(Runner):
-    """Runs :class:`~maskattn_trt.spec.UNetGraph` under ``torch.inference_mode``."""
+    """Runs :class:`~maskattn_trt.gates.UNetGraph` under ``torch.inference_mode``."""
 
     name = "eager"
 
@@ -26,9 +27,7 @@ class EagerRunner(Runner):
 
     def infer_impl(self, feed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         dtypes = self.spec.input_dtypes()
-        args = [feed[name].to(self._device, dtypes[name]) for name in ("sample", "timestep",
-                                                                      "encoder_hidden_states", "text_embeds",
-                                                                      "time_ids")]
+        args = [feed[name].to(self._device, dtypes[name]) for name in INPUT_NAMES]
         with torch.inference_mode():
             out = self.graph(*args)
         outs = out if isinstance(out, tuple) else (out,)

@@ -1,4 +1,4 @@
-"""ONNX Runtime runner over an exported UNet folder (the same Runner contract as eager and TensorRT).
+"""ONNX Runtime runner over an exported UNet (an :class:`~maskattn_trt.artifacts.ExportArtifact`) (the same Runner contract as eager and TensorRT).
 
 Execution providers: by default CUDA then CPU, whichever the installed onnxruntime has (a CPU-only
 onnxruntime runs on CPU). The TensorRT EP builds an engine when the session starts (minutes for SDXL), so it is
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..artifacts import ExportArtifact, open_export
 from ..errors import BackendUnavailableError, BadInputError, MaskAttnError
 from ..spec import INPUT_NAMES, UNetIOSpec
 from .base import Runner
@@ -54,16 +55,19 @@ def _shape_text(spec: UNetIOSpec, which: int) -> str:
 
 
 class OrtRunner(Runner):
-    """Runs ``unet.onnx`` of an export folder (its ``io_spec.json`` beside it) with ONNX Runtime."""
+    """Runs an export's ``unet.onnx`` with ONNX Runtime.
+
+    ``export``: an :class:`~maskattn_trt.artifacts.ExportArtifact` (from :func:`~maskattn_trt.artifacts.open_export`);
+    an export folder or ``.onnx`` path is opened through the same loader, as a convenience.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path_or_dir: str | Path, providers=None, *, threads: int | None = None,
+    def __init__(self, export: ExportArtifact | str | Path, providers=None, *, threads: int | None = None,
                  spec: UNetIOSpec | None = None, spinning: bool = True):
-        from ..export.manifest import IO_SPEC_NAME, resolve_onnx
-
-        self.onnx_path = resolve_onnx(onnx_path_or_dir)
-        super().__init__(spec or UNetIOSpec.load(self.onnx_path.parent / IO_SPEC_NAME))
+        self.artifact = export if isinstance(export, ExportArtifact) else open_export(export)
+        self.onnx_path = self.artifact.onnx_path
+        super().__init__(spec or self.artifact.io_spec)
         self.requested_providers = providers
         self.threads = threads
         self.spinning = spinning  # False: idle threads sleep (fair when other work shares the CPU)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import torch
 
+from ..artifacts import EngineArtifact, check_engine, open_engine
 from ..errors import BackendUnavailableError, EngineBuildError
 from ..spec import INPUT_NAMES
+from ..utils.io import atomic_path
+from ..utils.tensorrt import device_compute_capability, load_flavour
 from .base import Runner
 
 _DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
@@ -22,19 +25,17 @@ _DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16
 
 
 class TrtRunner(Runner):
-    """Runs a built engine; refuses one whose manifest does not match the ONNX / gates / GPU (``force`` overrides)."""
+    """Runs a built engine (an :class:`~maskattn_trt.artifacts.EngineArtifact` or its path); refuses one whose manifest does not match the ONNX / gates / GPU (``force`` overrides)."""
 
     name = "tensorrt"
 
-    def __init__(self, engine_path: str | Path, *, onnx_sha256: str | None = None, gates_hash: str | None = None,
-                 force: bool = False, cuda_graph: bool = False, runtime_cache: str | Path | None = None):
-        from ..engines.manifest import EngineManifest, manifest_path
-
-        self.engine_path = Path(engine_path)
-        if not self.engine_path.is_file():
-            raise EngineBuildError(f"engine {self.engine_path} does not exist; build it with `maskattn-trt build-engine`")
-        self.manifest = EngineManifest.load(manifest_path(self.engine_path))
-        super().__init__(self.manifest.spec())
+    def __init__(self, engine: EngineArtifact | str | Path, *, onnx_sha256: str | None = None,
+                 gates_hash: str | None = None, force: bool = False, cuda_graph: bool = False,
+                 runtime_cache: str | Path | None = None):
+        self.artifact = engine if isinstance(engine, EngineArtifact) else open_engine(engine)
+        self.engine_path = self.artifact.engine_path
+        self.manifest = self.artifact.manifest
+        super().__init__(self.artifact.io_spec)
         self.name = self.manifest.builder
         self._checks = {"onnx_sha256": onnx_sha256, "gates_hash": gates_hash, "force": force}
         self.cuda_graph = cuda_graph
@@ -47,9 +48,6 @@ class TrtRunner(Runner):
         return torch.device("cuda")
 
     def activate(self) -> None:
-        from ..engines.flavours import device_compute_capability, load_flavour
-        from ..engines.manifest import check_engine
-
         if not torch.cuda.is_available():
             raise BackendUnavailableError(
                 f"running engine {self.engine_path} needs a CUDA GPU and none is available here; TensorRT engines "
@@ -91,8 +89,6 @@ class TrtRunner(Runner):
 
     def deactivate(self) -> None:
         if getattr(self, "_runtime_cache", None) is not None and self.runtime_cache_path is not None:
-            from ..utils.io import atomic_path
-
             with atomic_path(self.runtime_cache_path) as tmp:
                 tmp.write_bytes(bytes(self._runtime_cache.serialize()))
         for attr in ("_graph", "context", "engine", "_runtime_cache", "_runtime_config", "buffers"):

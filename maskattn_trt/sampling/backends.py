@@ -9,12 +9,12 @@ Heavy backends are imported lazily.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import torch
-
+from .. import models
+from ..artifacts import open_engine, open_export
 from ..errors import BadInputError
-from ..runners import EagerRunner, Runner
+from ..gates import gate_processors, gates_hash, load_gates, unet_fingerprint
+from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
 from ..spec import Range, UNetIOSpec
 from ..utils.io import sha256_file
 
@@ -35,36 +35,14 @@ class Backend:
 def load_model(model: str, backend: str):
     """(pipeline, UNet for checks). A folder opened for an exported backend skips the UNet's weights: its
     architecture is built on the meta device (for the fingerprint and gate hashing)."""
-    from ..models import load_pipeline
-
     if backend not in BACKENDS:
         raise BadInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if model == "tiny" or backend == "eager":
-        pipe = load_pipeline(model)
-        return pipe, pipe.unet
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
-
-    from ..errors import ModelLoadError
-    from ..models.loading import _check_sdxl_folder
-
-    path = Path(model).expanduser()
-    _check_sdxl_folder(path)
-    try:
-        pipe = StableDiffusionXLPipeline.from_pretrained(path, unet=None, local_files_only=True)
-        config = UNet2DConditionModel.load_config(path, subfolder="unet", local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
-    pipe.set_progress_bar_config(disable=True)
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(config)
-    return pipe, unet
+    return models.load_model(model, unet_weights=backend == "eager")
 
 
 def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | None = None, model: str | None = None) -> None:
     """Refuse an export / engine whose IO spec (or recorded UNet fingerprint / tiny weight seed) is not this
     pipeline's."""
-    from ..gates import unet_fingerprint
-
     expected = {
         "cross_attention_dim": unet.config.cross_attention_dim,
         "text_embeds_dim": pipe.text_encoder_2.config.projection_dim,
@@ -86,8 +64,6 @@ def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | Non
 
 
 def _checkpoint_gates(unet, gates_path) -> dict:
-    from ..gates import gates_hash, load_gates
-
     load_gates(unet, gates_path)
     return {"gates_hash": gates_hash(unet), "checkpoint": str(gates_path),
             "checkpoint_sha256": sha256_file(gates_path)}
@@ -109,8 +85,6 @@ def open_backend(pipe, unet, backend: str, *, model: str | None = None, onnx=Non
         gates = _checkpoint_gates(unet, gates_path) if gates_path else {}
         spec = UNetIOSpec.for_unet(unet, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
         if gate_outputs:
-            from ..gates import gate_processors
-
             sites = list(gate_processors(unet))
             if not sites:
                 raise BadInputError("gate maps need gates: pass --gates CHECKPOINT (from train, convert-gates or "
@@ -131,38 +105,30 @@ def _need_gate_outputs(spec: UNetIOSpec, artifact: str, gate_outputs: bool) -> N
 
 
 def _ort_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, threads, providers) -> Backend:
-    from ..export.manifest import MANIFEST_NAME, read_manifest, resolve_onnx
-    from ..runners.ort import OrtRunner
-
     if not onnx or engine:
         raise BadInputError("--backend onnxruntime needs --onnx DIR (a folder from `maskattn-trt export`) and "
                             "no --engine")
-    onnx_path = resolve_onnx(onnx)
-    manifest = read_manifest(onnx_path.parent) if (onnx_path.parent / MANIFEST_NAME).is_file() else {}
+    export = open_export(onnx)
+    manifest = export.manifest
     # Idle ORT threads must not busy-wait: the scheduler, text encoders and VAE run in torch between UNet calls.
-    runner = OrtRunner(onnx_path, providers=providers, threads=threads, spinning=False)
-    check_fits(runner.spec, pipe, unet, str(onnx_path), manifest, model)
-    _need_gate_outputs(runner.spec, str(onnx_path), gate_outputs)
-    baked = manifest.get("gates_hash")
+    runner = OrtRunner(export, providers=providers, threads=threads, spinning=False)
+    artifact = str(export.onnx_path)
+    check_fits(runner.spec, pipe, unet, artifact, manifest, model)
+    _need_gate_outputs(runner.spec, artifact, gate_outputs)
     given = _checkpoint_gates(unet, gates_path) if gates_path else {}
-    _refuse_other_gates(str(onnx_path), baked, given)
-    gates = given or {"gates_hash": baked, "checkpoint": (manifest.get("gate_checkpoint") or {}).get("path"),
-                      "checkpoint_sha256": (manifest.get("gate_checkpoint") or {}).get("sha256")}
-    return Backend("onnxruntime", runner, str(onnx_path), gates)
+    _refuse_other_gates(artifact, export.gates_hash, given)
+    gates = given or {"gates_hash": export.gates_hash, "checkpoint": export.gate_checkpoint.get("path"),
+                      "checkpoint_sha256": export.gate_checkpoint.get("sha256")}
+    return Backend("onnxruntime", runner, artifact, gates)
 
 
 def _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs) -> Backend:
-    import json
-
-    from ..runners.trt import TrtRunner
-
     if not engine or onnx:
         raise BadInputError("--backend tensorrt needs --engine PATH (from `maskattn-trt build-engine`) and no --onnx")
+    artifact = open_engine(engine)
     given = _checkpoint_gates(unet, gates_path) if gates_path else {}
-    runner = TrtRunner(engine, gates_hash=given.get("gates_hash"))
-    export_manifest = Path(runner.manifest.onnx_path).parent / "manifest.json"
-    manifest = json.loads(export_manifest.read_text()) if export_manifest.is_file() else {}
-    check_fits(runner.spec, pipe, unet, str(engine), manifest, model)
+    runner = TrtRunner(artifact, gates_hash=given.get("gates_hash"))
+    check_fits(runner.spec, pipe, unet, str(engine), artifact.export_manifest, model)
     _need_gate_outputs(runner.spec, str(engine), gate_outputs)
-    _refuse_other_gates(str(engine), runner.manifest.gates_hash, given)
-    return Backend(runner.name, runner, str(engine), given or {"gates_hash": runner.manifest.gates_hash})
+    _refuse_other_gates(str(engine), artifact.gates_hash, given)
+    return Backend(runner.name, runner, str(engine), given or {"gates_hash": artifact.gates_hash})

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import BadInputError
 from ..utils.io import ensure_writable_dir, write_json_atomic
 from .backends import Backend, load_model, open_backend
+from .gatemaps import GateMaps, render_grid, render_overlay
 from .images import image_stem, save_image, save_png
 from .prompts import Job, PromptEntry, batches, build_jobs
 from .sampler import Sampler, SampleSettings
@@ -223,8 +224,6 @@ def gate_maps_for(sampler: Sampler, backend: Backend, job: Job, chosen: list[int
                   per_layer: bool = False, json_path: str | None = None, model: str = "tiny",
                   progress: bool = True) -> GateMapReport:
     """Generate ``job`` with gate recording on an opened backend and save image, grid, overlay (and JSON)."""
-    from .gatemaps import GateMaps, render_grid, render_overlay
-
     start = time.perf_counter()
     settings = sampler.settings
     with backend.runner:

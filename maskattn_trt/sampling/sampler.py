@@ -19,9 +19,9 @@ import torch
 
 from ..errors import BadInputError
 from ..runners import Runner
-from ..spec import GATE_PREFIX, OUTPUT_NAME
+from ..spec import GATE_PREFIX, INPUT_NAMES, OUTPUT_NAME, time_ids
 from .schedulers import check_scheduler_name, make_scheduler, step_kwargs
-from .text import PromptEncoder, TextCondition, micro_conditioning
+from .text import PromptEncoder, TextCondition
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Sampler:
         if key not in self._buffers:
             shapes, dtypes = self.spec.shapes(rb, h, w), self.spec.input_dtypes()
             feed = {name: torch.empty(shapes[name], dtype=dtypes[name], device=self.device)
-                    for name in ("sample", "timestep", "encoder_hidden_states", "text_embeds", "time_ids")}
+                    for name in INPUT_NAMES}
             guided = torch.empty((images, *shapes[OUTPUT_NAME][1:]), dtype=torch.float32, device=self.device)
             self._buffers[key] = (feed, guided)
         feed, guided = self._buffers[key]
@@ -125,8 +125,8 @@ class Sampler:
             if uncond:
                 feed["encoder_hidden_states"][j].copy_(cond.negative_embeds[0])
                 feed["text_embeds"][j].copy_(cond.negative_pooled[0])
-        ids = micro_conditioning(self.settings.height, self.settings.width)
-        feed["time_ids"].copy_(torch.tensor(ids, dtype=feed["time_ids"].dtype).expand_as(feed["time_ids"]))
+        ids = time_ids(self.settings.height, self.settings.width)
+        feed["time_ids"].copy_(ids.to(feed["time_ids"].dtype).expand_as(feed["time_ids"]))
         return feed, guided
 
     # ------------------------------------------------------------------ the loop

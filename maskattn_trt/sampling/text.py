@@ -34,14 +34,6 @@ class TextCondition:
     truncated: str | None = None  # the words cut off, if any
 
 
-def micro_conditioning(height: int, width: int, crop: tuple[int, int] = (0, 0),
-                       original: tuple[int, int] | None = None, target: tuple[int, int] | None = None) -> list[float]:
-    """SDXL ``time_ids``: original size + crop top-left + target size (pixels), as the pipeline builds them."""
-    original = original or (height, width)
-    target = target or (height, width)
-    return [float(v) for v in (*original, *crop, *target)]
-
-
 def _readable(tokenizer, ids: list[int]) -> tuple[str, ...]:
     special = {tokenizer.bos_token_id: "<start>", tokenizer.eos_token_id: "<end>"}
     out = []

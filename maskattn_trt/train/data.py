@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 from ..errors import BackendUnavailableError, BadInputError, ConfigError
+from ..spec import time_ids
 from .recipe import DataSection
+from .synthetic import write_synthetic_dataset
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +142,6 @@ def read_records(section: DataSection, synthetic_root: Path | None = None) -> tu
     """Every usable (image, caption) record of the data section, and what was skipped while indexing."""
     skipped = SkipCounter(section.strict)
     if section.format == "synthetic":
-        from .synthetic import write_synthetic_dataset
-
         if synthetic_root is None:
             raise ConfigError("data.format='synthetic' needs a folder to write the generated images to")
         root = synthetic_root
@@ -189,8 +189,8 @@ def crop_square(image, resolution: int, center: bool, flip: bool, rng: random.Ra
     if flip and rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         left = new_w - left - resolution  # diffusers' SDXL training script records the mirrored crop
-    time_ids = torch.tensor([height, width, top, left, resolution, resolution], dtype=torch.float32)
-    return image, time_ids
+    ids = time_ids(resolution, resolution, crop=(top, left), original=(height, width))[0]
+    return image, ids
 
 
 def image_tensor(image) -> torch.Tensor:
@@ -224,9 +224,9 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
                 raise BadInputError(f"bad training sample (corrupt image): {record.image} ({exc}); "
                                     "fix or remove it, or run without --strict") from exc
             return {"bad": "corrupt image", "where": str(record.image)}
-        image, time_ids = crop_square(image, self.section.resolution, self.section.center_crop,
+        image, ids = crop_square(image, self.section.resolution, self.section.center_crop,
                                       self.section.random_flip, rng)
-        return {"pixel_values": image_tensor(image), "caption": record.caption, "time_ids": time_ids, "index": index}
+        return {"pixel_values": image_tensor(image), "caption": record.caption, "time_ids": ids, "index": index}
 
 
 def collate(items: list[dict]) -> dict:

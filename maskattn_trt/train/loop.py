@@ -33,15 +33,16 @@ from ..gates import (
     set_gate_recording,
     set_gates_open,
 )
+from ..models import load_pipeline
+from ..spec import TRAIN_DTYPES
 from ..utils.io import ensure_writable_dir, write_json_atomic
 from . import checkpoint as ckpt
 from . import distributed
-from .data import EpochBatches, SkipCounter, collate
+from .cache import CachedDataset, ensure_cache
+from .data import EpochBatches, ImageCaptionDataset, SkipCounter, collate, read_records
 from .metrics import Callback, JsonlMetrics, ProgressBar, TensorBoard
 from .objective import GatedDenoiser, Objective, evaluation_loss
 from .recipe import OptimSection, Recipe
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def learning_rate(step: int, optim: OptimSection, total_steps: int) -> float:
@@ -94,10 +95,8 @@ class TrainResult:
 def prepare_pipeline(recipe: Recipe, pipe, device: torch.device):
     """Load (or take) the pipeline, freeze it, set precision and install the recipe's gates (fp32)."""
     if pipe is None:
-        from ..models import load_pipeline
-
         pipe = load_pipeline(recipe.model.model, seed=recipe.train.seed)
-    dtype = DTYPES[recipe.model.precision]
+    dtype = TRAIN_DTYPES[recipe.model.precision]
     unet = pipe.unet
     for module, wanted in ((unet, dtype), (pipe.text_encoder, dtype), (pipe.text_encoder_2, dtype),
                            (pipe.vae, torch.float32)):  # the SDXL VAE overflows in fp16: keep it fp32
@@ -124,8 +123,6 @@ def prepare_pipeline(recipe: Recipe, pipe, device: torch.device):
 
 
 def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], device):
-    from .data import ImageCaptionDataset, read_records
-
     section = recipe.data
     records, skipped = None, SkipCounter(section.strict)
     if ctx.is_main or not section.format == "synthetic":
@@ -134,8 +131,6 @@ def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], d
     if records is None:
         records, skipped = read_records(section, out_dir / "synthetic")
     if section.cache_dir:
-        from .cache import CachedDataset, ensure_cache
-
         if ctx.is_main:
             ensure_cache(pipe, records, section, recipe.train.seed, device, batch_size=recipe.train.batch_size,
                          progress=recipe.log.progress)
@@ -158,9 +153,6 @@ def build_cache(recipe: Recipe, pipe=None) -> Path:
     Under ``torchrun`` the main process builds a missing cache while the others wait at a barrier, which
     a very long encoding pass (all of COCO at 1024 px) can outlast: build it first with this.
     """
-    from .cache import ensure_cache
-    from .data import read_records
-
     if not recipe.data.cache_dir:
         raise ConfigError("data.cache_dir is not set; pass --set data.cache_dir=PATH to choose where the cache goes")
     device = distributed.init_distributed(recipe.model.device).device
@@ -212,7 +204,7 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainRe
                           f"this recipe asks for {recipe.to_dict()['gates']}")
 
     pipe = prepare_pipeline(recipe, pipe, ctx.device)
-    unet, dtype = pipe.unet, DTYPES[recipe.model.precision]
+    unet, dtype = pipe.unet, TRAIN_DTYPES[recipe.model.precision]
     if state is not None:
         load_gates(unet, resume_dir / ckpt.GATES_FILE)
     params = gate_parameters(unet)

@@ -27,7 +27,8 @@ def gated_tiny_unet(seed: int = 0, dtype: torch.dtype = torch.float32, config: G
 
 def export_tiny(unet, folder, dtype: str):
     """Export with the gate outputs (legacy exporter, as the export package does for tiny models)."""
-    from maskattn_trt.spec import INPUT_NAMES, UNetGraph, UNetIOSpec
+    from maskattn_trt.gates import UNetGraph
+    from maskattn_trt.spec import INPUT_NAMES, UNetIOSpec
 
     spec = UNetIOSpec.for_unet(unet, dtype=dtype).with_gate_outputs(list(unet._maskattn_installation.sites))
     feed = spec.dummy_inputs(2, 32, 32, seed=3)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from maskattn_trt.engines.manifest import EngineManifest, manifest_path
+from maskattn_trt.artifacts import EngineManifest, engine_manifest_path
 from maskattn_trt.spec import UNetIOSpec
 from maskattn_trt.utils.io import sha256_file
 
@@ -20,7 +20,7 @@ def _leftovers(folder):
 
 
 def test_fp32_engine_for_sm89_with_the_exported_dynamic_profile(fp32_engine, fp32_export):
-    manifest = EngineManifest.load(manifest_path(fp32_engine))
+    manifest = EngineManifest.load(engine_manifest_path(fp32_engine))
     spec = UNetIOSpec.load(fp32_export / "io_spec.json")
     assert manifest.engine_sha256 == sha256_file(fp32_engine)
     assert manifest.engine_bytes == fp32_engine.stat().st_size > 1_000_000
@@ -45,7 +45,7 @@ def test_fp16_engine_for_sm86_from_a_pixel_profile(fp16_build, fp32_engine):
     assert manifest.profile["latent_width"] == [32, 64, 64]
     assert manifest.profile["inputs"]["sample"][2] == [2, 4, 64, 64]
     # fp16 weights: the engine is clearly smaller than the fp32 one of the same UNet
-    assert manifest.engine_bytes < 0.9 * EngineManifest.load(manifest_path(fp32_engine)).engine_bytes
+    assert manifest.engine_bytes < 0.9 * EngineManifest.load(engine_manifest_path(fp32_engine)).engine_bytes
     assert manifest.build_seconds > 0 and "Building engine" in " ".join(result.phases)
     assert "SM86" in result.summary() and "timing cache: not used" in result.summary()
 
@@ -72,7 +72,7 @@ def test_two_compute_capabilities_in_one_engine_and_manifest_written_last(fp32_e
     out = tmp_path / "multi.engine"
     result = build_engine(BuildOptions(onnx=fp32_export, out=out, builder="tensorrt-rtx", static=True,
                                        compute_capabilities=("sm80", "SM120"), progress=False))
-    data = json.loads(manifest_path(out).read_text())
+    data = json.loads(engine_manifest_path(out).read_text())
     assert data["compute_capabilities"] == ["SM80", "SM120"] and data["profile"]["static"]
     assert result.engine_path == out and sorted(p.name for p in tmp_path.iterdir()) == ["multi.engine",
                                                                                           "multi.manifest.json"]

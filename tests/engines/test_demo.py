@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maskattn_trt.demo import DemoState
-from maskattn_trt.engines.demo import demo_stage
+from maskattn_trt.demo.engines import demo_stage
 
 from ..conftest import requires_rtx
 

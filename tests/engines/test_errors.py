@@ -85,29 +85,29 @@ def test_refittable_rtx_build_without_gpu_says_why(fp32_export, tmp_path):
 
 @requires_rtx
 def test_stale_manifest_is_refused_unless_forced(fp32_engine, fp16_export, tmp_path):
-    from maskattn_trt.engines.manifest import EngineManifest, check_engine, manifest_path, read_export
+    from maskattn_trt.artifacts import EngineManifest, check_engine, engine_manifest_path, open_export
 
-    manifest = EngineManifest.load(manifest_path(fp32_engine))
-    other = read_export(fp16_export)
+    manifest = EngineManifest.load(engine_manifest_path(fp32_engine))
+    other = open_export(fp16_export)
     with pytest.raises(EngineBuildError, match="refusing stale engine .*built from ONNX .*--force"):
-        check_engine(fp32_engine, manifest, onnx_sha256=other.onnx_sha256)
+        check_engine(fp32_engine, manifest, onnx_sha256=other.onnx_sha256())
     with pytest.raises(EngineBuildError, match="not these gates"):
         check_engine(fp32_engine, manifest, gates_hash="0" * 64)
     with pytest.raises(EngineBuildError, match="targets SM89, this GPU is SM120"):
         check_engine(fp32_engine, manifest, device_cc="SM120")
-    problems = check_engine(fp32_engine, manifest, onnx_sha256=other.onnx_sha256, force=True)
+    problems = check_engine(fp32_engine, manifest, onnx_sha256=other.onnx_sha256(), force=True)
     assert len(problems) == 1
     assert check_engine(fp32_engine, manifest, onnx_sha256=manifest.onnx_sha256, gates_hash=manifest.gates_hash,
                         device_cc="SM89") == []
     # an engine swapped under its manifest is caught by the engine's own sha256
     swapped = tmp_path / fp32_engine.name
     swapped.write_bytes(fp32_engine.read_bytes()[:-16] + b"x" * 16)
-    shutil.copy(manifest_path(fp32_engine), manifest_path(swapped))
+    shutil.copy(engine_manifest_path(fp32_engine), engine_manifest_path(swapped))
     with pytest.raises(EngineBuildError, match="different builds"):
-        check_engine(swapped, EngineManifest.load(manifest_path(swapped)))
-    (manifest_path(swapped)).unlink()
+        check_engine(swapped, EngineManifest.load(engine_manifest_path(swapped)))
+    (engine_manifest_path(swapped)).unlink()
     with pytest.raises(EngineBuildError, match="manifest .* is missing"):
-        EngineManifest.load(manifest_path(swapped))
+        EngineManifest.load(engine_manifest_path(swapped))
 
 
 @requires_rtx

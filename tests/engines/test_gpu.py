@@ -30,9 +30,9 @@ def _compare(engine_out, eager_out, pair):
 
 
 def test_engine_matches_eager(fp32_unet, fp32_export, tmp_path):
-    from maskattn_trt.engines.flavours import device_compute_capability
     from maskattn_trt.runners import EagerRunner, TrtRunner
     from maskattn_trt.spec import UNetIOSpec
+    from maskattn_trt.utils.tensorrt import device_compute_capability
 
     spec = UNetIOSpec.load(fp32_export / "io_spec.json")
     engine = _build(fp32_export, tmp_path / "e.engine")

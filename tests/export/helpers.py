@@ -6,9 +6,8 @@ import torch
 
 from maskattn_trt import GateConfig, install_gates
 from maskattn_trt.export import export_unet
-from maskattn_trt.export.from_model import TINY_VAE_SCALE
 from maskattn_trt.gates import gate_heads
-from maskattn_trt.models import build_unet
+from maskattn_trt.models import TINY_VAE_SCALE, build_unet
 from maskattn_trt.spec import Range, UNetIOSpec
 
 # Exported range used by the tests: batch 1..3, latent 16..64 (32..128 px on the tiny pipeline).

@@ -16,7 +16,7 @@ from .helpers import gated_tiny, tiny_spec
 
 def test_demo_stage_exports_and_proves_parity(tmp_path):
     from maskattn_trt.demo import DemoState
-    from maskattn_trt.export.demo import demo_stage
+    from maskattn_trt.demo.export import demo_stage
     from maskattn_trt.models import tiny_sdxl_pipeline
 
     state = DemoState(out_dir=tmp_path, pipe=tiny_sdxl_pipeline(0))

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from maskattn_trt.export import check_onnx_file, graph_report
-from maskattn_trt.export.patches import recording_gate_margins
-from maskattn_trt.gates import gate_processors, gates_hash
+from maskattn_trt.gates import gate_processors, gates_hash, recording_gate_margins
 from maskattn_trt.models import build_unet
 from maskattn_trt.parity import compare_runners, parity_feeds
 from maskattn_trt.runners import EagerRunner, OrtRunner
@@ -123,7 +122,7 @@ def test_checker_passes_and_inputs_are_stock(gated_export, open_export):
 
 
 def test_folder_has_spec_and_manifest_for_the_engine_builder(gated, gated_export):
-    from maskattn_trt.engines.manifest import read_export
+    from maskattn_trt.artifacts import open_export
 
     folder = gated_export.out_dir
     assert sorted(p.name for p in folder.iterdir()) == ["io_spec.json", "manifest.json", "unet.onnx"]
@@ -132,8 +131,8 @@ def test_folder_has_spec_and_manifest_for_the_engine_builder(gated, gated_export
     assert manifest["onnx_sha256"] == sha256_file(folder / "unet.onnx")
     assert manifest["gates_hash"] == gates_hash(gated)
     assert manifest["exporter"] == "torchscript" and manifest["opset"] == 17 and manifest["versions"]["torch"]
-    info = read_export(folder)  # the engine builder accepts it
-    assert info.onnx_sha256 == manifest["onnx_sha256"] and info.gates_hash == manifest["gates_hash"]
+    info = open_export(folder)  # the engine builder accepts it
+    assert info.onnx_sha256() == manifest["onnx_sha256"] and info.gates_hash == manifest["gates_hash"]
 
 
 def test_export_restores_gate_state(gated, open_export):

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from maskattn_trt.export import cast_unet
-from maskattn_trt.export.patches import recording_gate_margins
-from maskattn_trt.gates import gate_heads
+from maskattn_trt.gates import gate_heads, recording_gate_margins
 from maskattn_trt.parity import compare_runners
 from maskattn_trt.runners import EagerRunner, OrtRunner
 from maskattn_trt.spec import GATE_PREFIX, OUTPUT_NAME

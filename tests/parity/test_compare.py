@@ -10,7 +10,7 @@ import torch
 
 from maskattn_trt.errors import ParityError
 from maskattn_trt.export import cast_unet
-from maskattn_trt.export.patches import decision_margins, recording_gate_margins
+from maskattn_trt.gates import decision_margins, recording_gate_margins
 from maskattn_trt.parity import compare_runners, parity_feeds, parity_shapes
 from maskattn_trt.parity.compare import compare_case
 from maskattn_trt.runners import EagerRunner

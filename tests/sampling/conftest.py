@@ -8,13 +8,12 @@ import pytest
 @pytest.fixture(scope="package")
 def gated(tmp_path_factory):
     """(pipeline, checkpoint path): the tiny pipeline (seed 0) with trained-looking random gates installed."""
-    from maskattn_trt.gates import install_gates, save_gates
-    from maskattn_trt.gates.demo import _trained_looking
+    from maskattn_trt.gates import install_gates, randomize_gates, save_gates
     from maskattn_trt.models import tiny_sdxl_pipeline
 
     pipe = tiny_sdxl_pipeline(0)
     install_gates(pipe.unet)
-    _trained_looking(pipe.unet, seed=0)
+    randomize_gates(pipe.unet, seed=0)
     path = save_gates(pipe.unet, tmp_path_factory.mktemp("gates") / "gates.safetensors")
     return pipe, path
 

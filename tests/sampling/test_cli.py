@@ -71,7 +71,7 @@ def test_gates_command_eager_and_onnxruntime(run_cli, tmp_path, gated, export_di
 
 def test_demo_stage_via_onnxruntime(tmp_path, gated, export_dir):
     from maskattn_trt.demo import DemoState
-    from maskattn_trt.sampling.demo import demo_stage
+    from maskattn_trt.demo.generate import demo_stage
 
     pipe, gates = gated
     state = DemoState(out_dir=tmp_path, quick=True, pipe=pipe, gates_path=gates, onnx_dir=export_dir)

@@ -1,9 +1,9 @@
-"""Engine manifests: what an engine was built from, so a stale or foreign engine is refused, not used.
+"""The engine file and its manifest: what an engine was built from, so a stale or foreign engine is refused.
 
-A manifest ``<stem>.manifest.json`` sits beside each ``<stem>.engine`` and records the ONNX sha256, the
-gate hash, builder and version, compute capability, profile, precision, refittability, build time and the
-engine's own sha256 (so an engine swapped under an old manifest is caught too). Engines are cached by
-content, never by file existence (DESIGN.md decision 6).
+A manifest ``<stem>.manifest.json`` sits beside each ``<stem>.engine`` and records the ONNX sha256, the gate
+hash, builder and version, compute capability, profile, precision, refittability, build time and the engine's
+own sha256 (so an engine swapped under an old manifest is caught too). Engines are cached by content, never by
+file existence (DESIGN.md decision 6).
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInputError, EngineBuildError
+from ..errors import EngineBuildError
 from ..spec import UNetIOSpec
 from ..utils.io import sha256_file, write_json_atomic
+from .export import MANIFEST_NAME, read_manifest
 
-FORMAT = "maskattn-trt-engine-v1"
-ONNX_NAME = "unet.onnx"
-IO_SPEC_NAME = "io_spec.json"
-EXPORT_MANIFEST_NAME = "manifest.json"
+ENGINE_FORMAT = "maskattn-trt-engine-v1"
 
 
-def manifest_path(engine_path: str | os.PathLike) -> Path:
+def engine_manifest_path(engine_path: str | os.PathLike) -> Path:
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.stem + ".manifest.json")
 
@@ -48,7 +46,7 @@ class EngineManifest:
     options: dict = field(default_factory=dict)
     refit_map: dict = field(default_factory=dict)
     head_of_site: dict = field(default_factory=dict)
-    format: str = FORMAT
+    format: str = ENGINE_FORMAT
 
     def spec(self) -> UNetIOSpec:
         return UNetIOSpec.from_dict(self.io_spec)
@@ -66,58 +64,11 @@ class EngineManifest:
             )
         try:
             data = json.loads(path.read_text())
-            if data.get("format") != FORMAT:
-                raise EngineBuildError(f"{path} has format {data.get('format')!r}, expected {FORMAT!r}; rebuild")
+            if data.get("format") != ENGINE_FORMAT:
+                raise EngineBuildError(f"{path} has format {data.get('format')!r}, expected {ENGINE_FORMAT!r}; rebuild")
             return cls(**data)
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, TypeError, AttributeError) as exc:
             raise EngineBuildError(f"engine manifest {path} is corrupted ({exc}); rebuild the engine") from exc
-
-
-@dataclass(frozen=True)
-class ExportInfo:
-    """An export folder (or a bare .onnx with io_spec.json beside it) as the builder sees it."""
-
-    onnx_path: Path
-    io_spec: UNetIOSpec
-    onnx_sha256: str
-    gates_hash: str | None
-
-
-def read_export(onnx: str | os.PathLike) -> ExportInfo:
-    """Locate unet.onnx + io_spec.json; take the ONNX sha256 / gate hash from the export manifest when present."""
-    path = Path(onnx)
-    if path.is_dir():
-        folder, onnx_path = path, path / ONNX_NAME
-    else:
-        folder, onnx_path = path.parent, path
-    if not onnx_path.is_file():
-        raise BadInputError(f"no ONNX graph at {onnx_path}; pass an export folder (from `maskattn-trt export`) "
-                            "or its unet.onnx")
-    io_spec = UNetIOSpec.load(folder / IO_SPEC_NAME)
-    export_meta: dict = {}
-    meta_path = folder / EXPORT_MANIFEST_NAME
-    if meta_path.is_file():
-        try:
-            export_meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"export manifest {meta_path} is corrupted ({exc}); re-run `maskattn-trt export`") from exc
-    onnx_sha = _first(export_meta, "onnx_sha256", "sha256")
-    actual = sha256_file(onnx_path)
-    if onnx_sha is not None and onnx_sha != actual:
-        raise BadInputError(f"{onnx_path} does not match the sha256 in {meta_path} (modified after export?); "
-                            "re-run `maskattn-trt export`")
-    gates = _first(export_meta, "gates_hash", "gate_hash")
-    return ExportInfo(onnx_path=onnx_path, io_spec=io_spec, onnx_sha256=actual, gates_hash=gates)
-
-
-def _first(data: dict, *keys: str):
-    for key in keys:
-        if data.get(key):
-            return data[key]
-        nested = data.get("onnx") if isinstance(data.get("onnx"), dict) else {}
-        if nested.get(key):
-            return nested[key]
-    return None
 
 
 def check_engine(engine_path: str | os.PathLike, manifest: EngineManifest, *, onnx_sha256: str | None = None,
@@ -145,3 +96,32 @@ def check_engine(engine_path: str | os.PathLike, manifest: EngineManifest, *, on
             "(or pass --force to use it anyway)"
         )
     return problems
+
+
+@dataclass(frozen=True)
+class EngineArtifact:
+    """A loaded engine reference: its path, its manifest, and the export manifest it was built from (if still
+    beside the ONNX it names)."""
+
+    engine_path: Path
+    manifest: EngineManifest
+    export_manifest: dict = field(default_factory=dict)
+
+    @property
+    def io_spec(self) -> UNetIOSpec:
+        return self.manifest.spec()
+
+    @property
+    def gates_hash(self) -> str | None:
+        return self.manifest.gates_hash
+
+
+def open_engine(path: str | os.PathLike) -> EngineArtifact:
+    """An engine file -> :class:`EngineArtifact` (its manifest must be beside it)."""
+    engine_path = Path(path)
+    if not engine_path.is_file():
+        raise EngineBuildError(f"engine {engine_path} does not exist; build it with `maskattn-trt build-engine`")
+    manifest = EngineManifest.load(engine_manifest_path(engine_path))
+    export_folder = Path(manifest.onnx_path).parent
+    export_manifest = read_manifest(export_folder) if (export_folder / MANIFEST_NAME).is_file() else {}
+    return EngineArtifact(engine_path, manifest, export_manifest)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from .backends import open_backend
-from .generate import gate_maps_for
-from .prompts import Job
-from .sampler import Sampler, SampleSettings
+from ..sampling.backends import open_backend
+from ..sampling.generate import gate_maps_for
+from ..sampling.prompts import Job
+from ..sampling.sampler import Sampler, SampleSettings
 
 PROMPT = "a red cat sitting on a blue sofa"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..gates import gate_installation
-from .loop import train
-from .recipe import Recipe
+from ..train.loop import train
+from ..train.recipe import Recipe
 
 
 def demo_recipe(out_dir, steps: int, gates=None) -> Recipe:

@@ -1,13 +1,12 @@
 """The offline end-to-end demo: every stage of the toolkit on a tiny SDXL built in-process.
 
-Stages are looked up by module so each capability joins the demo from its own package:
-``maskattn_trt.<package>.demo.demo_stage(state) -> list[str]`` (report lines). A stage whose module does
-not exist yet is skipped; a stage that cannot run here (e.g. no TensorRT-RTX) reports why and returns.
+One module per stage (``demo/<stage>.py``, each ``demo_stage(state) -> list[str]`` of report lines), imported
+explicitly below. A stage whose input is missing (an earlier stage left out with ``--only``) or that cannot run
+here (no TensorRT-RTX) says why and returns; it never disappears silently.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +14,19 @@ from typing import Any
 
 import torch
 
+from ..errors import BadInputError
+from ..models import tiny_sdxl_pipeline
+from . import engines, export, gates, generate, train
+
+# (name used by --only, label, stage)
 STAGES = (
-    ("gates", "maskattn_trt.gates.demo"),
-    ("train", "maskattn_trt.train.demo"),
-    ("export + parity", "maskattn_trt.export.demo"),
-    ("engine", "maskattn_trt.engines.demo"),
-    ("generate", "maskattn_trt.sampling.demo"),
+    ("gates", "gates", gates.demo_stage),
+    ("train", "train", train.demo_stage),
+    ("export", "export + parity", export.demo_stage),
+    ("engine", "engine", engines.demo_stage),
+    ("generate", "generate", generate.demo_stage),
 )
+STAGE_NAMES = tuple(name for name, _, _ in STAGES)
 
 
 @dataclass
@@ -39,8 +44,9 @@ class DemoState:
 
 
 def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, only: tuple[str, ...] = (), echo=print) -> DemoState:
-    from .models import tiny_sdxl_pipeline
-
+    unknown = [name for name in only if name not in STAGE_NAMES]
+    if unknown:
+        raise BadInputError(f"unknown demo stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
     torch.manual_seed(seed)
     state = DemoState(out_dir=Path(out_dir), seed=seed, quick=quick)
     state.out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,18 +54,12 @@ def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, only: tupl
     state.pipe = tiny_sdxl_pipeline(seed)
     echo(f"[setup] tiny SDXL pipeline built offline in {time.perf_counter() - start:.1f} s "
          f"(UNet {sum(p.numel() for p in state.pipe.unet.parameters()) / 1e6:.2f} M parameters)")
-    for name, module_name in STAGES:
-        if only and name.split()[0] not in only:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+    for name, label, stage in STAGES:
+        if only and name not in only:
             continue
         stage_start = time.perf_counter()
-        lines = module.demo_stage(state)
-        echo(f"[{name}] ({time.perf_counter() - stage_start:.1f} s)")
+        lines = stage(state)
+        echo(f"[{label}] ({time.perf_counter() - stage_start:.1f} s)")
         for line in lines:
             echo(f"  {line}")
     echo(f"[done] demo finished in {time.perf_counter() - start:.1f} s; artifacts in {state.out_dir}")

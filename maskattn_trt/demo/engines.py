@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .flavours import TENSORRT_RTX, is_installed
+from pathlib import Path
+
+from ..engines.build import BuildOptions, build_engine
+from ..engines.inspect import capture_logger, parse_layers, summarize
+from ..utils.tensorrt import TENSORRT_RTX, is_installed, load_flavour
 
 DEMO_TARGET = "SM89"
 
@@ -13,13 +17,7 @@ def demo_stage(state) -> list[str]:
     if not is_installed(TENSORRT_RTX):
         return ["skipped: TensorRT-RTX is not installed (pip install -e '.[rtx]'); engines are built with it "
                 "ahead of time on machines without a GPU"]
-    from pathlib import Path
-
-    from .build import BuildOptions, build_engine
-    from .inspect import capture_logger, parse_layers, summarize
-
-    flavour_trt = __import__("tensorrt_rtx_bindings")
-    logger = capture_logger(flavour_trt)
+    logger = capture_logger(load_flavour(TENSORRT_RTX).trt)
     out = Path(state.out_dir) / "engines" / f"unet.{DEMO_TARGET.lower()}.engine"
     result = build_engine(BuildOptions(onnx=Path(state.onnx_dir), out=out, builder=TENSORRT_RTX,
                                        compute_capabilities=(DEMO_TARGET,), progress=False), logger=logger)

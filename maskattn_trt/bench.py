@@ -17,6 +17,14 @@ from pathlib import Path
 
 import torch
 
+from .artifacts import open_export
+from .config import GateConfig
+from .export import export_unet
+from .gates import install_gates, randomize_gates
+from .models import load_unet
+from .runners import EagerRunner, OrtRunner
+from .spec import Range, UNetIOSpec
+
 SHAPES = {"tiny": (2, 32, 32), "small": (2, 64, 64), "sdxl": (1, 32, 32)}
 
 
@@ -69,20 +77,12 @@ def format_table(rows: list[BenchRow]) -> list[str]:
 
 def bench_preset(preset: str, shape: tuple[int, int, int] | None = None, repeats: int = 20, warmup: int = 3,
                  threads: int = 2, seed: int = 0, workdir: str | Path | None = None, echo=print) -> BenchRow:
-    from .. import GateConfig, install_gates
-    from ..gates.demo import _trained_looking  # the demo's realistic random gates (a share of tokens closed)
-    from ..runners import EagerRunner
-    from ..runners.ort import OrtRunner
-    from ..spec import Range, UNetIOSpec
-    from .onnx import export_unet
-    from .source import load_unet_for_export
-
     torch.set_num_threads(threads)
     batch, height, width = shape or SHAPES[preset]
-    stock = load_unet_for_export(preset, "fp32", seed)
+    stock = load_unet(preset, seed)
     gated = copy.deepcopy(stock)
     installation = install_gates(gated, GateConfig())
-    _trained_looking(gated, seed)
+    randomize_gates(gated, seed)
     ranges = dict(batch=Range(1, batch, max(batch, 2)), height=Range(16, height, max(height, 64)),
                   width=Range(16, width, max(width, 64)))
     spec = UNetIOSpec.for_unet(stock, **ranges)
@@ -95,8 +95,8 @@ def bench_preset(preset: str, shape: tuple[int, int, int] | None = None, repeats
         runners = {
             "eager_stock": EagerRunner(stock, spec), "eager_gated": EagerRunner(gated, spec),
             # no spinning: ORT's idle threads would otherwise busy-wait into the next (eager) runner's turn
-            "ort_stock": OrtRunner(exports["stock"].out_dir, providers="cpu", threads=threads, spinning=False),
-            "ort_gated": OrtRunner(exports["gated"].out_dir, providers="cpu", threads=threads, spinning=False),
+            "ort_stock": OrtRunner(open_export(exports["stock"].out_dir), providers="cpu", threads=threads, spinning=False),
+            "ort_gated": OrtRunner(open_export(exports["gated"].out_dir), providers="cpu", threads=threads, spinning=False),
         }
         times: dict[str, list[float]] = {name: [] for name in runners}
         for runner in runners.values():

@@ -7,8 +7,8 @@ For each form and seed: the training-loss curve (mean per window of steps), the 
 (same images, noise and timesteps) before and after, the mean open fraction, and on a fixed probe input how
 many (position, token) gates went closed -> open and open -> closed during training.
 
-    python train/compare_forms.py --steps 200 --seeds 0 1 2 --out runs/compare_forms
-    python train/compare_forms.py --steps 60 --window 20 --set gates.stage=\'all\' --set data.synthetic_samples=4 \
+    python bench/compare_training_forms.py --steps 200 --seeds 0 1 2 --out runs/compare_forms
+    python bench/compare_training_forms.py --steps 60 --window 20 --set gates.stage=\'all\' --set data.synthetic_samples=4 \
         --set optim.lr=1e-2 --out runs/compare_forms_overfit        # every site gated, 4 images, high LR
 """
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..gates import gate_installation, save_gates
+from ..artifacts import open_export
+from ..export import export_unet
+from ..gates import gate_installation, recording_gate_margins, save_gates
+from ..models import TINY_VAE_SCALE
+from ..parity import compare_runners, parity_feeds
+from ..runners import EagerRunner, OrtRunner
 from ..spec import UNetIOSpec
-from .from_model import TINY_VAE_SCALE
-from .onnx import export_unet
 
 
 def demo_stage(state) -> list[str]:
-    from ..export.patches import recording_gate_margins
-    from ..parity import compare_runners, parity_feeds
-    from ..runners import EagerRunner
-    from ..runners.ort import OrtRunner
-
     unet = state.pipe.unet
     installation = gate_installation(unet)
     if installation is None:
@@ -34,7 +32,7 @@ def demo_stage(state) -> list[str]:
              f"latent {spec.height} x {spec.width}"]
     feeds = parity_feeds(spec, state.pipe, seed=state.seed)
     with recording_gate_margins(unet) as margins:
-        report = compare_runners(EagerRunner(unet, spec), {"onnxruntime": OrtRunner(result.out_dir)}, feeds,
+        report = compare_runners(EagerRunner(unet, spec), {"onnxruntime": OrtRunner(open_export(result.out_dir))}, feeds,
                                  progress=False, reference_margins=margins)
     lines += report.table()
     tol = report.tolerances["onnxruntime"]

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from ..config import GateConfig
+from ..gates import install_gates, randomize_gates, save_gates, set_gates_open
 from ..runners import EagerRunner
 from ..spec import GATE_PREFIX, UNetIOSpec
-from . import install_gates, save_gates, set_gates_open
-
-
-def _trained_looking(unet, seed: int) -> None:
-    """Random gate heads that close a realistic share of tokens (as trained gates do)."""
-    from . import gate_heads
-
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for head in gate_heads(unet).values():
-            for param in head.parameters():
-                if param.ndim == 2:
-                    param.copy_(torch.randn(param.shape, generator=gen) * param.shape[1] ** -0.5 * 2.0)
-            head.logit_bias.fill_(-0.5)
 
 
 def demo_stage(state) -> list[str]:
@@ -41,7 +26,7 @@ def demo_stage(state) -> list[str]:
     with EagerRunner(unet, spec) as runner:
         opened = runner.infer(feed)["noise_pred"]
     set_gates_open(unet, False)
-    _trained_looking(unet, state.seed)
+    randomize_gates(unet, state.seed)
     gated_spec = spec.with_gate_outputs(list(installation.sites))
     with EagerRunner(unet, gated_spec) as runner:
         out = runner.infer(feed)

@@ -3,7 +3,7 @@
 Each variant runs in its own process (peak RSS = that process's ru_maxrss); engines are deleted afterwards
 and only the numbers are kept. Run heavy builds one at a time under the shared lock:
 
-    flock /tmp/maskattn-heavy.lock python engines/bench_build.py --onnx /tmp/sdxl_gated_fp16 --json bench.json
+    flock /tmp/maskattn-heavy.lock python bench/build_engine_sdxl.py --onnx /tmp/sdxl_gated_fp16 --json bench.json
 
 ``--export-fallback`` (run it by itself, before) writes a full-size gated SDXL fp16 export (random weights, legacy exporter)
 when no export from `maskattn-trt export` is at hand.
@@ -62,9 +62,9 @@ def export_fallback(folder: Path, seed: int = 0) -> None:
     import torch
 
     from maskattn_trt import GateConfig, install_gates
-    from maskattn_trt.gates import gate_parameters
+    from maskattn_trt.gates import UNetGraph, gate_parameters
     from maskattn_trt.models import build_unet
-    from maskattn_trt.spec import INPUT_NAMES, Range, UNetGraph, UNetIOSpec
+    from maskattn_trt.spec import INPUT_NAMES, Range, UNetIOSpec
 
     folder.mkdir(parents=True, exist_ok=True)
     unet = build_unet("sdxl", seed=seed).half()

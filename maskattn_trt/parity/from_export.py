@@ -3,7 +3,7 @@
 The eager reference is rebuilt from what the export manifest records (model, seed, gate checkpoint) and is
 always fp32: an fp16 graph is compared against fp32 eager with the ``("fp32", "fp16")`` tolerances. The gate
 hash of the rebuilt reference must equal the exported one, so a parity run can never compare against gates
-other than the exported ones.
+other than the exported ones. Depends on models + gates + artifacts, never on the exporter's internals.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts import open_engine, open_export
 from ..errors import BadInputError
-from ..runners import EagerRunner, Runner
+from ..gates import attach_gates, gates_hash, recording_gate_margins
+from ..models import UNET_PRESETS, load_pipeline, load_unet
+from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
 from .compare import ParityReport, compare_runners
 from .feeds import parity_feeds, parity_shapes
 
@@ -30,13 +33,10 @@ class ParityRequest:
 
 def reference_unet(manifest: dict, model: str | None, gates: Path | None):
     """The fp32 eager UNet the export came from, with the exported gates (verified by hash)."""
-    from ..export.source import attach_gates, load_unet_for_export
-    from ..gates import gates_hash
-
     model = model or manifest.get("model")
     if not model:
         raise BadInputError("the export manifest does not record its model; pass --model tiny|PATH")
-    unet = load_unet_for_export(model, "fp32", manifest.get("seed") or 0)
+    unet = load_unet(model, manifest.get("seed") or 0)
     if manifest.get("open_gates") or not manifest.get("gates_hash"):
         return model, unet
     ckpt = gates or (manifest.get("gate_checkpoint") or {}).get("path")
@@ -51,30 +51,23 @@ def reference_unet(manifest: dict, model: str | None, gates: Path | None):
 
 def _pipeline_for_prompts(model: str, seed: int):
     """The pipeline whose text encoders make the prompt feeds; None for UNet-only presets."""
-    from ..models import UNET_PRESETS, load_pipeline
-
     if model in UNET_PRESETS and model != "tiny":
         return None
     return load_pipeline(model, seed=seed)
 
 
 def run_parity(request: ParityRequest, progress: bool = True) -> ParityReport:
-    from ..export.manifest import read_manifest, resolve_onnx
-    from ..runners.ort import OrtRunner
-
-    onnx_path = resolve_onnx(request.onnx)
-    manifest = read_manifest(onnx_path.parent)
-    ort_runner = OrtRunner(onnx_path, providers=list(request.providers) if request.providers else None)
+    export = open_export(request.onnx, require_manifest=True)
+    manifest = export.manifest
+    ort_runner = OrtRunner(export, providers=list(request.providers) if request.providers else None)
     spec = ort_runner.spec
     model, unet = reference_unet(manifest, request.model, request.gates)
     reference = EagerRunner(unet, spec.replace(dtype="fp32"))
     others: dict[str, Runner] = {"onnxruntime": ort_runner}
     if request.engine is not None:
-        from ..runners.trt import TrtRunner
-
-        others["tensorrt"] = TrtRunner(request.engine, onnx_sha256=manifest["onnx_sha256"],
+        others["tensorrt"] = TrtRunner(open_engine(request.engine), onnx_sha256=manifest["onnx_sha256"],
                                        gates_hash=manifest.get("gates_hash"))
-    notes = [f"export {onnx_path} ({spec.dtype}, {manifest['exporter']}, gates "
+    notes = [f"export {export.onnx_path} ({spec.dtype}, {manifest['exporter']}, gates "
              f"{'open' if manifest['open_gates'] else (manifest.get('gates_hash') or 'none')[:12]}); "
              f"reference: eager fp32 {model}"]
     pipe = None
@@ -83,8 +76,6 @@ def run_parity(request: ParityRequest, progress: bool = True) -> ParityReport:
         if pipe is None:
             notes.append(f"prompt feeds skipped: {model} is a UNet-only preset (no text encoders)")
     feeds = parity_feeds(spec, pipe, seed=request.seed, shapes=parity_shapes(spec))
-    from ..export.patches import recording_gate_margins
-
     with recording_gate_margins(unet) as margins:
         report = compare_runners(reference, others, feeds, progress=progress, reference_margins=margins)
     report.notes = notes + [f"onnxruntime providers: {', '.join(ort_runner.providers)}"]
