@@ -24,9 +24,20 @@ INPUT_NAMES = ("sample", "timestep", "encoder_hidden_states", "text_embeds", "ti
 OUTPUT_NAME = "noise_pred"
 GATE_PREFIX = "gate:"
 PIXEL_MULTIPLE = 8
-# The one dtype table: graph / engine precisions (DTYPES) and training precisions (TRAIN_DTYPES).
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-TRAIN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The one dtype table: our name -> (torch dtype, ONNX TensorProto element type, TensorRT DataType name).
+DTYPE_TABLE = {
+    "fp32": (torch.float32, 1, "FLOAT"),
+    "fp16": (torch.float16, 10, "HALF"),
+    "bf16": (torch.bfloat16, 16, "BF16"),
+    "fp64": (torch.float64, 11, "DOUBLE"),
+    "int64": (torch.int64, 7, "INT64"),
+    "int32": (torch.int32, 6, "INT32"),
+    "bool": (torch.bool, 9, "BOOL"),
+}
+DTYPES = {name: DTYPE_TABLE[name][0] for name in ("fp32", "fp16")}  # graph / engine precisions
+TRAIN_DTYPES = {name: DTYPE_TABLE[name][0] for name in ("fp32", "bf16", "fp16")}  # frozen-backbone precisions
+ONNX_DTYPE_NAMES = {onnx_type: name for name, (_, onnx_type, _) in DTYPE_TABLE.items()}
+TRT_TORCH_DTYPES = {trt_name: torch_dtype for torch_dtype, _, trt_name in DTYPE_TABLE.values()}
 
 # Explicit parity tolerances per precision pair (reference, other):
 # - noise_pred: (max abs, relative L2);

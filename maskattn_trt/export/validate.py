@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ExportError
-from ..spec import DTYPES, UNetIOSpec
-
-_ONNX_DTYPES = {1: "fp32", 10: "fp16", 11: "fp64", 7: "int64", 6: "int32", 9: "bool", 16: "bf16"}
+from ..spec import DTYPES, ONNX_DTYPE_NAMES, UNetIOSpec
 
 
 @dataclass
@@ -56,7 +54,7 @@ def graph_report(model) -> GraphReport:
             consumers[name].append(node)
     sigmoids = [n for n in graph.node if n.op_type == "Sigmoid"]
     silu = sum(_is_silu(n, consumers) for n in sigmoids)
-    init_types = collections.Counter(_ONNX_DTYPES.get(t.data_type, str(t.data_type)) for t in graph.initializer)
+    init_types = collections.Counter(ONNX_DTYPE_NAMES.get(t.data_type, str(t.data_type)) for t in graph.initializer)
     init_bytes = 0
     for tensor in graph.initializer:
         count = 1
@@ -70,8 +68,8 @@ def graph_report(model) -> GraphReport:
         sigmoids=len(sigmoids),
         silu_sigmoids=silu,
         gate_sigmoids=len(sigmoids) - silu,
-        inputs={v.name: _ONNX_DTYPES.get(v.type.tensor_type.elem_type, "?") for v in graph.input},
-        outputs={v.name: _ONNX_DTYPES.get(v.type.tensor_type.elem_type, "?") for v in graph.output},
+        inputs={v.name: ONNX_DTYPE_NAMES.get(v.type.tensor_type.elem_type, "?") for v in graph.input},
+        outputs={v.name: ONNX_DTYPE_NAMES.get(v.type.tensor_type.elem_type, "?") for v in graph.output},
         initializers=dict(init_types),
         initializer_bytes=init_bytes,
     )

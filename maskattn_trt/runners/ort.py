@@ -20,7 +20,6 @@ from ..spec import INPUT_NAMES, UNetIOSpec
 from .base import Runner
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-_NUMPY = {torch.float32: np.float32, torch.float16: np.float16}
 
 
 def _import_ort():
@@ -127,7 +126,7 @@ class OrtRunner(Runner):
                                     f"{shapes[name]} for this sample shape")
             arrays[name] = np.ascontiguousarray(tensor.detach().to("cpu", dtypes[name]).numpy())
             binding.bind_cpu_input(name, arrays[name])
-        out_dtype = _NUMPY[self.spec.torch_dtype]
+        out_dtype = torch.empty((), dtype=self.spec.torch_dtype).numpy().dtype
         outputs = {}
         for name in self.spec.output_names:
             outputs[name] = np.full(shapes[name], np.nan, dtype=out_dtype)  # poisoned: unwritten -> NaN

@@ -15,13 +15,10 @@ import torch
 
 from ..artifacts import EngineArtifact, check_engine, open_engine
 from ..errors import BackendUnavailableError, EngineBuildError
-from ..spec import INPUT_NAMES
+from ..spec import INPUT_NAMES, TRT_TORCH_DTYPES
 from ..utils.io import atomic_path
 from ..utils.tensorrt import device_compute_capability, load_flavour
 from .base import Runner
-
-_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
-           "INT64": torch.int64, "BOOL": torch.bool}
 
 
 class TrtRunner(Runner):
@@ -72,7 +69,7 @@ class TrtRunner(Runner):
         spec = self.spec
         largest = spec.shapes(spec.batch.max, spec.height.max, spec.width.max)
         for name in names:
-            dtype = _DTYPES[self.engine.get_tensor_dtype(name).name]
+            dtype = TRT_TORCH_DTYPES[self.engine.get_tensor_dtype(name).name]
             self.buffers[name] = torch.empty(largest[name], dtype=dtype, device="cuda")
             self.context.set_tensor_address(name, self.buffers[name].data_ptr())
 
