@@ -4,7 +4,7 @@ Routes (under the application's route prefix):
   POST /generate   {"prompt", "negative_prompt", "steps", "guidance", "scheduler", "seed", "width", "height",
                     "images"} -> {"images": [{"seed", "png_base64", "metadata", "serve"}], "request_id"}
   GET  /healthz    200 once the model is loaded and warmed up (a replica only takes traffic after that)
-  GET  /stats      this replica's counters (requests, images, batch sizes, step latency) as JSON
+  GET  /stats      this replica's counters (requests, images, batch sizes, step latency, memory) as JSON
 
 Every image of a request is queued on ``@serve.batch``; the batch handler splits what it receives into
 compatible groups (:mod:`.batching`) and runs each as one UNet batch on a single worker thread, so the
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -83,10 +84,24 @@ class Stats:
 
     def snapshot(self) -> dict:
         runs = sum(self.batches.values())
-        return {"requests": dict(self.requests), "images": self.images, "batches": runs,
+        return {**_memory(), "requests": dict(self.requests), "images": self.images, "batches": runs,
                 "batch_sizes": {str(k): v for k, v in sorted(self.batches.items())},
                 "mean_batch_images": round(self.images / runs, 3) if runs else 0.0,
                 "mean_step_ms": round(self.step_ms_sum / self.steps, 3) if self.steps else 0.0}
+
+
+def _memory() -> dict:
+    """This replica process's resident memory now and at its peak (Linux /proc), MiB."""
+    fields = {"VmRSS:": "rss_mib", "VmHWM:": "peak_rss_mib"}
+    out = {"pid": os.getpid()}
+    try:
+        for line in open("/proc/self/status"):
+            key = line.split()[0] if line.strip() else ""
+            if key in fields:
+                out[fields[key]] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return out
 
 
 def _error(status: int, kind: str, message: str, **extra) -> JSONResponse:
