@@ -52,7 +52,7 @@ def run_level(client, concurrency: int, requests: int, settings: dict, timeout_s
     before = client.stats()
     counter = iter(range(requests))
     lock = threading.Lock()
-    latencies, compute, errors = [], [], []
+    latencies, compute, errors, stages = [], [], [], []
     deadline = time.monotonic() + timeout_s
 
     def worker():
@@ -70,6 +70,7 @@ def run_level(client, concurrency: int, requests: int, settings: dict, timeout_s
             latencies.append(time.perf_counter() - t0)
             t = image.metadata["timings"]
             compute.append(t["encode_s"] + t["denoise_s"] + t["decode_s"])
+            stages.append((t["encode_s"], t["denoise_s"], t["decode_s"]))
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -84,16 +85,25 @@ def run_level(client, concurrency: int, requests: int, settings: dict, timeout_s
             "error_samples": errors[:3], "wall_s": wall, "images_per_s": len(latencies) / wall,
             "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95),
             "mean_batch": images / batches if batches else 0.0,
-            "overhead": 1 - statistics.mean(c / lat for c, lat in zip(compute, latencies, strict=True))
+            "overhead": 1 - statistics.mean(  # share of client latency outside encode+denoise+decode
+c / lat for c, lat in zip(compute, latencies, strict=True))
             if latencies else float("nan"),
+            "stage_means_s": [round(statistics.mean(x), 4) for x in zip(*stages, strict=True)] if stages else [],
             "rss_mib": after.get("rss_mib"), "peak_rss_mib": after.get("peak_rss_mib")}
 
 
-def sequential(onnx: Path, gates: Path, count: int, settings: dict, threads: int, out: Path) -> dict:
-    """``count`` images with generate's library call, one at a time, in this process."""
+def sequential(onnx: Path, gates: Path, count: int, settings: dict, threads: int, out: Path,
+               torch_threads: int | None) -> dict:
+    """``count`` images with generate's library call, one at a time, in this process. ``torch_threads``: torch's
+    intra-op threads for text encoders and VAE (None = torch's default, what `generate` uses)."""
+    import torch
+
     from maskattn_trt.sampling.generate import GenerateRequest, generate
     from maskattn_trt.sampling.prompts import PromptEntry
     from maskattn_trt.sampling.sampler import SampleSettings
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(torch_threads or default)
 
     entries = tuple(PromptEntry(PROMPTS[i % len(PROMPTS)], None, 1000 + i) for i in range(count))
     # warm-up call (first-call costs of the VAE / text encoders), as the server warms up before serving
@@ -102,9 +112,11 @@ def sequential(onnx: Path, gates: Path, count: int, settings: dict, threads: int
     report = generate(GenerateRequest(prompts=entries, out=out, model="tiny", backend="onnxruntime", onnx=onnx,
                                       gates=gates, threads=threads, progress=False,
                                       settings=SampleSettings(**settings)))
+    torch.set_num_threads(default)
     work = sum(report.timings[k] for k in ("encode", "denoise", "decode", "write"))
-    return {"images": len(report.images), "seconds": work, "images_per_s": len(report.images) / work,
-            "per_image_s": work / len(report.images)}
+    n = len(report.images)
+    return {"torch_threads": torch_threads or default, "images": n, "seconds": work, "images_per_s": n / work,
+            "per_image_s": work / n, **{f"{k}_s": report.timings[k] / n for k in ("encode", "denoise", "decode")}}
 
 
 def main() -> None:
@@ -138,7 +150,10 @@ def main() -> None:
                           threads=args.threads, max_batch=args.max_batch),
         batch_wait_ms=args.batch_wait_ms, request_timeout_s=120.0, port=args.port, num_cpus=1.0,
         log_encoding="TEXT")
-    seq = [sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq0")]
+    # torch's default threads (what `generate` does) and 1 thread (what the replica's worker thread gets: Ray sets
+    # OMP_NUM_THREADS to the replica's CPUs), with the server idle
+    seq = [sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq0", None),
+           sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq1", 1)]
     t0 = time.perf_counter()
     url = server.start(config)
     print(f"server ready at {url} in {time.perf_counter() - t0:.1f} s")
@@ -156,7 +171,7 @@ def main() -> None:
                       f"overhead {row['overhead'] * 100:.1f}%", flush=True)
     finally:
         server.stop(config)
-    seq.append(sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq1"))
+    seq.append(sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq2", 1))
     print_table(rows, seq, levels, args)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -181,9 +196,16 @@ def print_table(rows: list[dict], seq: list[dict], levels: list[int], args) -> N
               f"{_span([r['p95_s'] * 1e3 for r in mine], '{:.0f}')} | {_span([r['mean_batch'] for r in mine], '{:.2f}')} | "
               f"{sum(r['errors'] for r in mine)} | {_span([r['overhead'] * 100 for r in mine], '{:.1f}')}% | "
               f"{statistics.mean(ips) / base:.2f}x |")
-    s = [x["images_per_s"] for x in seq]
-    print(f"| sequential generate (in-process, before/after) | {_span(s, '{:.2f}')} | "
-          f"{_span([x['per_image_s'] * 1e3 for x in seq], '{:.0f}')} per image | | 1 | 0 | | |")
+    for threads in sorted({x["torch_threads"] for x in seq}):
+        mine = [x for x in seq if x["torch_threads"] == threads]
+        print(f"| sequential generate, torch {threads} thread(s) ({len(mine)} run(s)) | "
+              f"{_span([x['images_per_s'] for x in mine], '{:.2f}')} | "
+              f"{_span([x['per_image_s'] * 1e3 for x in mine], '{:.0f}')} per image | | 1 | 0 | | |")
+    print("per-image stage means (encode / denoise / decode s): "
+          + "; ".join(f"sequential torch {x['torch_threads']}: {x['encode_s']:.3f} / {x['denoise_s']:.3f} / "
+                      f"{x['decode_s']:.3f}" for x in seq)
+          + "; served c=1: " + " | ".join("/".join(f"{v:.3f}" for v in r["stage_means_s"])
+                                          for r in rows if r["concurrency"] == levels[0]))
     total = sum(r["ok"] + r["errors"] for r in rows)
     print(f"total requests {total}, failed {sum(r['errors'] for r in rows)}; replica RSS "
           f"{rows[-1]['rss_mib']} MiB (peak {rows[-1]['peak_rss_mib']} MiB)")

@@ -25,6 +25,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import ray
 from ray import serve
 from ray.serve import metrics
 from starlette.requests import Request
@@ -91,9 +92,9 @@ class Stats:
 
 
 def _memory() -> dict:
-    """This replica process's resident memory now and at its peak (Linux /proc), MiB."""
+    """Where this replica runs, and its process's resident memory now and at its peak (Linux /proc), MiB."""
     fields = {"VmRSS:": "rss_mib", "VmHWM:": "peak_rss_mib"}
-    out = {"pid": os.getpid()}
+    out = {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
     try:
         for line in open("/proc/self/status"):
             key = line.split()[0] if line.strip() else ""

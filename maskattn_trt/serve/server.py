@@ -118,8 +118,10 @@ def serve_forever(config: ServerConfig, echo=print) -> None:
     """``start``, print where it listens, wait for Ctrl-C / SIGTERM, then ``stop`` gracefully."""
     started = time.perf_counter()
     url = start(config)
+    ray, _ = _import_ray()
     echo(f"ready: {url} (POST /generate, GET /healthz, GET /stats) | {config.replicas} replica(s), backend "
-         f"{config.model.backend}, started in {time.perf_counter() - started:.1f} s | Ctrl-C to stop")
+         f"{config.model.backend}, started in {time.perf_counter() - started:.1f} s | Ray cluster "
+         f"{ray.get_runtime_context().gcs_address} | Ctrl-C to stop")
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
