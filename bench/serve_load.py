@@ -150,8 +150,8 @@ def main() -> None:
                           threads=args.threads, max_batch=args.max_batch),
         batch_wait_ms=args.batch_wait_ms, request_timeout_s=120.0, port=args.port, num_cpus=1.0,
         log_encoding="TEXT")
-    # torch's default threads (what `generate` does) and 1 thread (what the replica's worker thread gets: Ray sets
-    # OMP_NUM_THREADS to the replica's CPUs), with the server idle
+    # torch's default threads (what `generate` does) and 1 thread (multi-threaded torch is erratic on a shared
+    # 2-core machine), with the server idle
     seq = [sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq0", None),
            sequential(onnx, gates, args.requests, settings, args.threads, tmp / "seq1", 1)]
     t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from .options import model_option
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="Engine file for --backend tensorrt.")
 @click.option("--replicas", type=int, default=1, show_default=True, help="Replicas (each loads the model once).")
 @click.option("--max-batch", type=int, default=None,
-              help="Most images per UNet call (x2 with guidance). Default: half the runner's profile batch.")
+              help="Most images per UNet call (x2 with guidance). Default: half the runner's profile batch, at most 8.")
 @click.option("--batch-wait-ms", type=float, default=10.0, show_default=True,
               help="How long a batch waits for more compatible requests before it runs.")
 @click.option("--request-timeout-s", type=float, default=120.0, show_default=True,

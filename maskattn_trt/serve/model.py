@@ -31,6 +31,7 @@ from .schema import Limits
 # Server-side caps (one place): most samplers kept per replica, most prompt encodings kept per sampler.
 MAX_SAMPLERS = 8
 MAX_CACHED_PROMPTS = 256
+DEFAULT_MAX_BATCH = 8
 # The sampler warns about a prompt longer than CLIP's context; the server returns the cut words in metadata.
 warnings.filterwarnings("ignore", message=r".*tokens and was truncated")
 
@@ -83,7 +84,8 @@ class ServedModel:
                                     engine=config.engine, gates_path=config.gates, threads=config.threads)
         self.spec = self.backend.runner.spec
         self.profile_batch = self.spec.batch.max
-        self.max_batch = config.max_batch or max(1, self.profile_batch // 2)
+        # default: what one call takes with guidance, at most DEFAULT_MAX_BATCH (eager runners have no profile)
+        self.max_batch = config.max_batch or max(1, min(DEFAULT_MAX_BATCH, self.profile_batch // 2))
         if self.max_batch > self.profile_batch:
             raise BadInputError(f"--max-batch {self.max_batch} is more images than the runner's profile batch "
                                 f"{self.spec.batch} can take in one call; pass --max-batch <= {self.profile_batch // 2}"

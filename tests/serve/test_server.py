@@ -147,6 +147,15 @@ def test_stats_count_requests_and_batches(server):
     assert stats["requests"].get("200", 0) >= 1 and stats["requests"].get("422", 0) >= 1
 
 
+def test_client_disconnect_drops_the_work(server):
+    client = Client(server.url, timeout_s=1.0)  # gives up (closes the connection) after 1 s
+    with pytest.raises(ServeError):
+        client.generate("abandoned", steps=150, images=4, width=128, height=128, seed=1)
+    start = time.perf_counter()
+    Client(server.url, timeout_s=30).generate("right after a disconnect", seed=2, **FAST)
+    assert time.perf_counter() - start < 4, "the abandoned batch kept the replica busy"
+
+
 def test_timeout_gives_504_and_drops_the_work(server):
     client = Client(server.url, timeout_s=60)
     start = time.perf_counter()
