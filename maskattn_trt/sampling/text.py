@@ -9,6 +9,7 @@ and warns — naming the cut words — when a prompt is longer than the tokenize
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -44,9 +45,13 @@ def _readable(tokenizer, ids: list[int]) -> tuple[str, ...]:
 
 
 class PromptEncoder:
-    """Encodes prompts with a diffusers SDXL pipeline's tokenizers and text encoders (cached per prompt pair)."""
+    """Encodes prompts with a diffusers SDXL pipeline's tokenizers and text encoders.
 
-    def __init__(self, pipe, device: torch.device | str = "cpu"):
+    The last ``max_cached`` (prompt, negative) pairs are kept (least recently used dropped first), so a
+    long-running server encodes a repeated prompt once without its memory growing with every new prompt.
+    """
+
+    def __init__(self, pipe, device: torch.device | str = "cpu", max_cached: int = 256):
         if pipe.text_encoder_2 is None or pipe.tokenizer_2 is None:
             raise BadInputError("the pipeline has no text_encoder_2 / tokenizer_2: SDXL needs its second CLIP "
                                 "encoder for the pooled embedding")
@@ -55,7 +60,8 @@ class PromptEncoder:
         pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
         self.pairs = [(tok, enc) for tok, enc in pairs if tok is not None and enc is not None]
         self.force_zeros = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", True))
-        self._cache: dict[tuple[str, str | None], TextCondition] = {}
+        self.max_cached = max_cached
+        self._cache: OrderedDict[tuple[str, str | None], TextCondition] = OrderedDict()
 
     @property
     def max_tokens(self) -> int:
@@ -90,6 +96,7 @@ class PromptEncoder:
     def __call__(self, prompt: str, negative: str | None = None) -> TextCondition:
         key = (prompt, negative)
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadInputError(f"a prompt must be non-empty text; got {prompt!r}")
@@ -108,4 +115,6 @@ class PromptEncoder:
         condition = TextCondition(prompt, negative, embeds, pooled, neg_embeds, neg_pooled,
                                   _readable(tokenizer, ids), cut)
         self._cache[key] = condition
+        while len(self._cache) > self.max_cached:
+            self._cache.popitem(last=False)
         return condition
