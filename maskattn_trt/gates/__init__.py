@@ -12,6 +12,7 @@ from .head import GateHead, additive_mask, hard_gate, straight_through
 from .install import (
     GateInstallation,
     cross_attention_sites,
+    fingerprint_matches,
     gate_heads,
     gate_installation,
     gate_parameters,
@@ -34,6 +35,7 @@ __all__ = [
     "additive_mask",
     "convert_official_checkpoint",
     "cross_attention_sites",
+    "fingerprint_matches",
     "gate_heads",
     "gate_installation",
     "gate_parameters",

@@ -63,7 +63,7 @@ def load_model(model: str, backend: str):
 def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | None = None, model: str | None = None) -> None:
     """Refuse an export / engine whose IO spec (or recorded UNet fingerprint / tiny weight seed) is not this
     pipeline's."""
-    from ..gates import unet_fingerprint
+    from ..gates import fingerprint_matches, unet_fingerprint
 
     expected = {
         "cross_attention_dim": unet.config.cross_attention_dim,
@@ -76,7 +76,7 @@ def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | Non
             raise BadInputError(f"{artifact} was made for another model: its {key} is {getattr(spec, key)}, this "
                                 f"pipeline's is {value}; pass the --model it was exported from, or re-export")
     recorded = (manifest or {}).get("unet_fingerprint")
-    if recorded and recorded != unet_fingerprint(unet):
+    if recorded and not fingerprint_matches(unet, recorded):
         raise BadInputError(f"{artifact} was exported from another UNet architecture (fingerprint {recorded[:12]}, "
                             f"this model {unet_fingerprint(unet)[:12]}); pass the --model it was exported from")
     manifest = manifest or {}
