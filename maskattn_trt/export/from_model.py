@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from ..spec import Range, UNetIOSpec
-from .onnx import ExportResult, export_unet
+from .onnx import ExportResult, cast_unet, check_gate_heads, export_unet
 from .source import attach_gates, load_unet_for_export
 
 TINY_VAE_SCALE = 2  # the tiny offline VAE has two blocks
@@ -38,6 +38,7 @@ class ExportRequest:
     exporter: str = "torchscript"
     slim: bool = True
     seed: int = 0
+    gate_heads: str = "fp32"
 
 
 def vae_scale_of(model: str) -> int:
@@ -96,6 +97,9 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
                             "stock-equivalent graph")
     if request.gate_outputs and request.open_gates:
         raise BadInputError("--gate-outputs needs gates (--gates CHECKPOINT); an open-gate export has none")
+    check_gate_heads(request.dtype, request.gate_heads)
+    if request.gate_heads != "fp32" and request.open_gates:
+        raise BadInputError("--gate-heads fp16 needs gates (--gates CHECKPOINT); an open-gate export has no gate heads")
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"output path {out} exists and is not a folder; choose another --out")
@@ -108,6 +112,7 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
     unet = load_unet_for_export(request.model, request.dtype, request.seed)
     attach_gates(unet, request.gates, request.open_gates)
+    cast_unet(unet, request.dtype, request.gate_heads)  # gate heads fp16 only where asked (Turing targets)
     if request.gate_outputs:
         from ..gates import gate_processors
 
@@ -115,4 +120,4 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     source = {"model": request.model, "seed": request.seed,
               "gate_checkpoint": str(request.gates) if request.gates else None}
     return export_unet(unet, out, spec, opset=request.opset, exporter=request.exporter, slim=request.slim,
-                       open_gates=request.open_gates, source=source, progress=progress)
+                       open_gates=request.open_gates, source=source, progress=progress, gate_heads=request.gate_heads)

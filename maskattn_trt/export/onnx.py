@@ -12,7 +12,9 @@ is always passed explicitly):
 Precision: an fp16 export is strongly typed by its ONNX types (TensorRT 11 takes the precision from them).
 The gate heads stay fp32 inside the fp16 graph: the LayerNorms over 1280/2048 channels and the logits that
 are compared with the threshold would round (and could flip gates) in fp16, and the heads cost next to
-nothing (h = 128). The timestep input is fp32 as in diffusers. The additive mask is cast to fp16 before it
+nothing (h = 128). ``gate_heads="fp16"`` casts them to fp16 for targets without fp32 GEMMs (TensorRT-RTX on
+Turing, SM75); gate agreement with fp32 heads is measured in tests/export/test_gate_heads_fp16.py. The
+timestep input is fp32 as in diffusers. The additive mask is cast to fp16 before it
 is added to the attention logits.
 """
 
@@ -39,6 +41,8 @@ EXPORTERS = ("torchscript", "dynamo")
 PROTOBUF_LIMIT = 2 * 1024**3  # a single ONNX protobuf cannot exceed 2 GB: weights go to external data
 FP32_KEPT = ("gate heads (LayerNorm -> Linear -> SiLU -> Linear for features and tokens, logits, logit-space "
              "threshold) run in fp32: fp16 rounding could flip gates near the threshold; timestep input is fp32")
+FP16_HEADS_KEPT = "timestep input is fp32; gate heads are fp16 (gate_heads='fp16', for targets without fp32 GEMMs)"
+GATE_HEAD_DTYPES = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -59,21 +63,30 @@ class ExportResult:
                 f"IO spec and manifest beside it")
 
 
-def cast_unet(unet: nn.Module, dtype: str) -> nn.Module:
-    """Cast the UNet backbone to ``dtype`` ('fp32' | 'fp16') in place, keeping gate heads fp32."""
+def cast_unet(unet: nn.Module, dtype: str, gate_heads: str = "fp32") -> nn.Module:
+    """Cast the UNet backbone to ``dtype`` ('fp32' | 'fp16') in place, gate heads to ``gate_heads`` (fp32 unless
+    an fp16 export targets a GPU without fp32 GEMMs)."""
     from ..spec import DTYPES
 
     if dtype not in DTYPES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    check_gate_heads(dtype, gate_heads)
     if unet.conv_in.weight.dtype != DTYPES[dtype]:
         with quiet_diffusers():  # it warns on every .to(dtype), also when nothing must stay fp32
             unet.to(DTYPES[dtype])
     for proc in gate_processors(unet).values():
-        proc.gate_head.to(torch.float32)
+        proc.gate_head.to(DTYPES[gate_heads])
     return unet
 
 
-def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
+def check_gate_heads(dtype: str, gate_heads: str) -> None:
+    """Gate heads are fp32, or fp16 in an fp16 export (for GPUs without fp32 GEMMs)."""
+    if gate_heads not in GATE_HEAD_DTYPES or (gate_heads == "fp16" and dtype != "fp16"):
+        raise BadInputError(f"gate heads must be fp32, or fp16 in an fp16 export; got gate heads {gate_heads!r} "
+                            f"for a {dtype} export")
+
+
+def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str, gate_heads: str = "fp32") -> None:
     if exporter not in EXPORTERS:
         raise BadInputError(f"exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
     backbone = unet.conv_in.weight.dtype
@@ -82,9 +95,12 @@ def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
             f"the UNet is {backbone} but the IO spec asks for {spec.dtype}; cast it first with "
             f"maskattn_trt.export.cast_unet(unet, {spec.dtype!r}) (keeps the gate heads fp32)"
         )
-    if any(p.dtype != torch.float32 for proc in gate_processors(unet).values() for p in proc.gate_head.parameters()):
-        raise BadInputError("gate heads must stay fp32 (they are compared with the threshold); use cast_unet(...) "
-                            "instead of unet.half()")
+    check_gate_heads(spec.dtype, gate_heads)
+    head_dtype = torch.float16 if gate_heads == "fp16" else torch.float32
+    if any(p.dtype != head_dtype for proc in gate_processors(unet).values() for p in proc.gate_head.parameters()):
+        raise BadInputError(f"gate heads must be {gate_heads} (fp32: they are compared with the threshold) for this "
+                            f"export; use cast_unet(unet, {spec.dtype!r}, gate_heads={gate_heads!r}) instead of "
+                            "unet.half()")
     installed = set(gate_processors(unet))
     missing = [s for s in spec.gate_sites if s not in installed]
     if missing:
@@ -179,7 +195,8 @@ def _stream_external(model, raw_dir: Path, path: Path, min_bytes: int = 1024) ->
 
 def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset: int = 17,
                 exporter: str = "torchscript", slim: bool = True, open_gates: bool = False,
-                external_data: bool | None = None, source: dict | None = None, progress: bool = True) -> ExportResult:
+                external_data: bool | None = None, source: dict | None = None, progress: bool = True,
+                gate_heads: str = "fp32") -> ExportResult:
     """Export ``unet`` (gates installed or not) to ``out_dir``: ``unet.onnx`` (+ ``unet.onnx.data`` over 2 GB),
     ``io_spec.json`` and ``manifest.json``. Written atomically: a failure leaves no folder at ``out_dir``
     (an existing export there is kept until the new one is complete).
@@ -187,11 +204,12 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
     ``spec`` gives dtype, ranges (all min == max: static shapes) and gate outputs (``spec.with_gate_outputs``).
     ``open_gates`` exports a stock-equivalent graph (gates forced open, the heads left out). ``source`` is
     recorded in the manifest (``model``, ``seed``, ``gate_checkpoint``) so ``parity`` can rebuild the reference.
+    ``gate_heads``: the dtype the gate heads were cast to (``cast_unet``); fp16 only in an fp16 export.
     """
     import onnx
     from tqdm.auto import tqdm
 
-    _check_inputs(unet, spec, exporter)
+    _check_inputs(unet, spec, exporter, gate_heads)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"output path {out_dir} exists and is not a folder; choose another output folder")
@@ -242,7 +260,7 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
             step("check")
             spec.save(tmp / mf.IO_SPEC_NAME)
             manifest = _manifest(unet, tmp, spec, report, exporter=exporter, opset=opset, slim=slim,
-                                 open_gates=open_gates, external=external, source=source or {},
+                                 open_gates=open_gates, external=external, source=source or {}, gate_heads=gate_heads,
                                  seconds=time.perf_counter() - start, timings=timings)
             write_json_atomic(tmp / mf.MANIFEST_NAME, manifest)
             step("manifest")
@@ -252,7 +270,7 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
 
 
 def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, slim, open_gates, external, source,
-              seconds, timings) -> dict:
+              seconds, timings, gate_heads="fp32") -> dict:
     installation = gate_installation(unet)
     files = {}
     for name in (mf.ONNX_NAME, mf.DATA_NAME) if external else (mf.ONNX_NAME,):
@@ -266,7 +284,8 @@ def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, 
         "files": files,
         "external_data": bool(external),
         "dtype": spec.dtype,
-        "fp32_kept": FP32_KEPT if spec.dtype == "fp16" else None,
+        "fp32_kept": (FP16_HEADS_KEPT if gate_heads == "fp16" else FP32_KEPT) if spec.dtype == "fp16" else None,
+        "gate_heads": gate_heads if installation is not None and not open_gates else None,
         "opset": opset,
         "exporter": exporter,
         "slimmed": slim,

@@ -27,7 +27,12 @@ def _mlp(in_features: int, hidden: int) -> nn.Sequential:
 
 
 class GateHead(nn.Module):
-    """Token-conditioned gate logits for one or more cross-attention sites (always kept in fp32)."""
+    """Token-conditioned gate logits for one or more cross-attention sites.
+
+    Kept in fp32 (logits near the threshold would round in fp16) except where a target has no fp32 GEMM
+    (TensorRT-RTX on Turing, SM75): an export may then cast the heads to fp16 (``cast_unet(...,
+    gate_heads="fp16")``); the head computes in the dtype of its own parameters.
+    """
 
     def __init__(self, feature_dim: int, token_dim: int, hidden_size: int = 128):
         super().__init__()
@@ -40,9 +45,10 @@ class GateHead(nn.Module):
         self.scale = self.hidden_size**-0.5
 
     def forward(self, features: Tensor, tokens: Tensor) -> Tensor:
-        """Return gate logits z [B, N, T] in fp32 for features [B, N, C] and text tokens [B, T, D]."""
-        f = self.feature_net(features.float())
-        t = self.token_net(tokens.float())
+        """Return gate logits z [B, N, T] (in the head's dtype) for features [B, N, C] and text tokens [B, T, D]."""
+        dtype = self.logit_bias.dtype
+        f = self.feature_net(features.to(dtype))
+        t = self.token_net(tokens.to(dtype))
         return torch.matmul(f, t.transpose(1, 2)) * self.scale + self.logit_bias
 
 

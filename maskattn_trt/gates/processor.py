@@ -134,7 +134,9 @@ class MaskAttnProcessor(nn.Module):
             gate = None
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         else:
-            gate = self.gate(gate_features, gate_tokens, valid)
+            # (valid only when there is a mask: wrappers of ``gate`` such as recording_gate_margins take two args)
+            gate = self.gate(gate_features, gate_tokens) if valid is None else self.gate(gate_features, gate_tokens,
+                                                                                         valid=valid)
             if self.training_form == "renormalized" and gate.requires_grad:
                 out = self._renormalized_attention(query, key, value, gate, mask)
             else:
