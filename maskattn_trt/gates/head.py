@@ -64,7 +64,10 @@ def hard_gate(logits: Tensor, threshold_logit: float, valid: Tensor | None = Non
     the kept token of an all-closed row, as in the official code.
     """
     limit = torch.finfo(logits.dtype).max
-    open_ = logits > min(max(float(threshold_logit), -limit), limit)
+    if float(threshold_logit) <= -limit:  # tau = 0: every finite logit opens (>= the lowest finite value)
+        open_ = logits >= -limit
+    else:
+        open_ = logits > min(float(threshold_logit), limit)
     scores = logits
     if valid is not None:
         keep = valid[:, None, :]
