@@ -3,6 +3,7 @@
 from .checkpoint import (
     convert_official_checkpoint,
     gates_hash,
+    gates_hashes,
     load_gates,
     load_official_gates,
     read_gate_checkpoint,
@@ -41,6 +42,7 @@ __all__ = [
     "gate_parameters",
     "gate_processors",
     "gates_hash",
+    "gates_hashes",
     "hard_gate",
     "install_gates",
     "load_gates",

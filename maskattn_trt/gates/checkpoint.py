@@ -27,6 +27,7 @@ from .install import (
     gate_heads,
     gate_installation,
     install_gates,
+    legacy_unet_fingerprints,
     require_installation,
 )
 
@@ -61,6 +62,18 @@ def gates_hash(unet: nn.Module) -> str:
     return hashlib.sha256(
         (_content_hash(gate_tensors(unet)) + json.dumps(installation.to_dict(), sort_keys=True)).encode()
     ).hexdigest()
+
+
+def gates_hashes(unet: nn.Module) -> set[str]:
+    """Every hash under which the installed gates may be recorded: :func:`gates_hash`, and the hashes exports
+    and engines made before fingerprint v2 recorded for them (the same installation with a v1 fingerprint)."""
+    installation = require_installation(unet)
+    content = _content_hash(gate_tensors(unet))
+    hashes = {gates_hash(unet)}
+    for legacy in legacy_unet_fingerprints(unet):
+        described = json.dumps({**installation.to_dict(), "unet_fingerprint": legacy}, sort_keys=True)
+        hashes.add(hashlib.sha256((content + described).encode()).hexdigest())
+    return hashes
 
 
 def save_gates(unet: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:

@@ -86,15 +86,20 @@ def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | Non
 
 
 def _checkpoint_gates(unet, gates_path) -> dict:
-    from ..gates import gates_hash, load_gates
+    from ..gates import gates_hash, gates_hashes, load_gates
 
     load_gates(unet, gates_path)
     return {"gates_hash": gates_hash(unet), "checkpoint": str(gates_path),
-            "checkpoint_sha256": sha256_file(gates_path)}
+            "checkpoint_sha256": sha256_file(gates_path), "accepted_hashes": sorted(gates_hashes(unet))}
+
+
+def _as_recorded(given: dict, recorded: str | None) -> str | None:
+    """The given gates' hash as an artifact records it (those made before fingerprint v2 hash them differently)."""
+    return recorded if given and recorded in given["accepted_hashes"] else given.get("gates_hash")
 
 
 def _refuse_other_gates(artifact: str, baked: str | None, given: dict) -> None:
-    if given and baked != given["gates_hash"]:
+    if given and baked not in given["accepted_hashes"]:
         found = f"gates {baked[:12]}" if baked else "no gates (an open-gate export)"
         raise BadInputError(f"{artifact} holds {found}, but --gates {given['checkpoint']} has gates "
                             f"{given['gates_hash'][:12]}; export / build again with these gates or drop --gates")
@@ -151,6 +156,15 @@ def _ort_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, thre
     return Backend("onnxruntime", runner, str(onnx_path), gates)
 
 
+def _recorded_engine_gates(engine) -> str | None:
+    from ..engines.manifest import EngineManifest, manifest_path
+
+    try:
+        return EngineManifest.load(manifest_path(engine)).gates_hash
+    except Exception:  # a missing / damaged manifest: TrtRunner refuses it with its own message
+        return None
+
+
 def _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs) -> Backend:
     import json
 
@@ -159,7 +173,8 @@ def _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs) -> B
     if not engine or onnx:
         raise BadInputError("--backend tensorrt needs --engine PATH (from `maskattn-trt build-engine`) and no --onnx")
     given = _checkpoint_gates(unet, gates_path) if gates_path else {}
-    runner = TrtRunner(engine, gates_hash=given.get("gates_hash"))
+    recorded = _recorded_engine_gates(engine)
+    runner = TrtRunner(engine, gates_hash=_as_recorded(given, recorded))
     export_manifest = Path(runner.manifest.onnx_path).parent / "manifest.json"
     manifest = json.loads(export_manifest.read_text()) if export_manifest.is_file() else {}
     check_fits(runner.spec, pipe, unet, str(engine), manifest, model)

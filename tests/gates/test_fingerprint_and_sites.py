@@ -14,7 +14,7 @@ from maskattn_trt import (
     load_gates,
     load_official_gates,
 )
-from maskattn_trt.errors import CheckpointError
+from maskattn_trt.errors import BadInputError, CheckpointError
 from maskattn_trt.gates import gate_heads, read_gate_checkpoint, save_gates, unet_fingerprint
 from maskattn_trt.gates.install import fingerprint_matches, legacy_unet_fingerprints
 from maskattn_trt.models import build_unet
@@ -144,3 +144,41 @@ def test_site_mismatches_name_the_missing_and_extra_sites(tmp_path):
     with pytest.raises(CheckpointError, match="1 site\\(s\\) this UNet gates are missing from the checkpoint") as err:
         load_gates(build_unet("tiny"), ours)
     assert gone in str(err.value)
+
+
+def _v1_gates_hash(unet):
+    """gates_hash as exports and engines recorded it before fingerprint v2 (config-hash fingerprint)."""
+    import hashlib
+
+    from maskattn_trt.gates.checkpoint import _content_hash, gate_tensors
+
+    installation = unet._maskattn_installation.to_dict()
+    installation["unet_fingerprint"] = sha256_json({k: v for k, v in dict(unet.config).items() if not k.startswith("_")})
+    return hashlib.sha256((_content_hash(gate_tensors(unet)) + json.dumps(installation, sort_keys=True)).encode()
+                          ).hexdigest()
+
+
+def test_exports_recorded_with_v1_hashes_still_match_their_gates(tmp_path, tiny_pipe):
+    from maskattn_trt.gates import gates_hash, gates_hashes
+    from maskattn_trt.parity.run import reference_unet
+    from maskattn_trt.sampling.backends import _refuse_other_gates, check_fits
+
+    unet = build_unet("tiny", seed=0)
+    install_gates(unet, GateConfig())
+    randomize_heads(unet, seed=8)
+    ckpt = save_gates(unet, tmp_path / "g.safetensors")
+    old = _v1_gates_hash(unet)
+    assert old != gates_hash(unet) and old in gates_hashes(unet)
+    manifest = {"model": "tiny", "seed": 0, "gates_hash": old, "gate_checkpoint": {"path": str(ckpt)},
+                "unet_fingerprint": sha256_json({k: v for k, v in dict(unet.config).items() if not k.startswith("_")})}
+    _, reference = reference_unet(manifest, None, None)  # parity: the checkpoint is the exported one
+    assert old in gates_hashes(reference)
+    spec = UNetIOSpec.for_unet(tiny_pipe.unet, vae_scale=tiny_pipe.vae_scale_factor)
+    check_fits(spec, tiny_pipe, reference, "old export", manifest, "tiny")  # fingerprint v1 accepted
+    given = {"gates_hash": gates_hash(reference), "checkpoint": str(ckpt), "accepted_hashes": sorted(gates_hashes(reference))}
+    _refuse_other_gates("old export", old, given)  # generate: --gates matches the old export's gates
+    other = build_unet("tiny", seed=0)
+    install_gates(other, GateConfig())
+    randomize_heads(other, seed=9)
+    with pytest.raises(BadInputError, match="export / build again"):
+        _refuse_other_gates("old export", _v1_gates_hash(other), given)
