@@ -26,9 +26,11 @@ from .options import dtype_option, model_option, seed_option
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
               help="torch.onnx exporter (torchscript: fast, valid fp16 as is; dynamo: lower peak memory).")
 @click.option("--no-slim", is_flag=True, help="Skip the onnxslim clean-up / constant folding pass.")
+@click.option("--gate-heads", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Gate head precision; fp16 (with --dtype fp16) for Turing / SM75 engines, which have no fp32 GEMM.")
 @seed_option
 def export(model, gates_path, open_gates, out, dtype, opset, batch, height, width, static, gate_outputs, exporter,
-           no_slim, seed):
+           no_slim, gate_heads, seed):
     """Export the gated UNet as one ONNX graph (+ io_spec.json + manifest.json).
 
     \b
@@ -43,7 +45,7 @@ def export(model, gates_path, open_gates, out, dtype, opset, batch, height, widt
     request = ExportRequest(
         out=Path(out), model=model, gates=Path(gates_path) if gates_path else None, open_gates=open_gates,
         dtype=dtype, opset=opset, batch=batch, height=height, width=width, static=static,
-        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed,
+        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed, gate_heads=gate_heads,
     )
     result = export_model(request)
     click.echo(result.summary())

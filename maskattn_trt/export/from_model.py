@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInputError
-from ..gates import attach_gates, gate_processors
+from ..gates import attach_gates, cast_unet, check_gate_heads, gate_processors
 from ..models import TINY_VAE_SCALE, load_unet, unet_architecture, vae_scale_of
 from ..spec import Range, UNetIOSpec, resolve_profile
 from ..utils.io import ensure_writable_dir
@@ -38,6 +38,7 @@ class ExportRequest:
     exporter: str = "torchscript"
     slim: bool = True
     seed: int = 0
+    gate_heads: str = "fp32"
 
 
 def _default_pixels(vae_scale: int) -> str:
@@ -61,6 +62,9 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
                             "stock-equivalent graph")
     if request.gate_outputs and request.open_gates:
         raise BadInputError("--gate-outputs needs gates (--gates CHECKPOINT); an open-gate export has none")
+    check_gate_heads(request.dtype, request.gate_heads)
+    if request.gate_heads != "fp32" and request.open_gates:
+        raise BadInputError("--gate-heads fp16 needs gates (--gates CHECKPOINT); an open-gate export has no gate heads")
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"output path {out} exists and is not a folder; choose another --out")
@@ -70,9 +74,10 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
     unet = load_unet(request.model, request.seed, dtype=request.dtype)
     attach_gates(unet, request.gates, request.open_gates)
+    cast_unet(unet, request.dtype, request.gate_heads)  # gate heads fp16 only where asked (Turing targets)
     if request.gate_outputs:
         spec = spec.with_gate_outputs(list(gate_processors(unet)))
     source = {"model": request.model, "seed": request.seed,
               "gate_checkpoint": str(request.gates) if request.gates else None}
     return export_unet(unet, out, spec, opset=request.opset, exporter=request.exporter, slim=request.slim,
-                       open_gates=request.open_gates, source=source, progress=progress)
+                       open_gates=request.open_gates, source=source, progress=progress, gate_heads=request.gate_heads)
