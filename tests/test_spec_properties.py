@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from maskattn_trt.spec import resolve_profile
 
 from maskattn_trt.errors import BadInputError
-from maskattn_trt.spec import Range, UNetIOSpec
+from maskattn_trt.spec import Range, UNetIOSpec, resolve_profile
 
 SETTINGS = settings(max_examples=80, deadline=None)
 positive = st.integers(1, 10_000)

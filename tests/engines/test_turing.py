@@ -4,8 +4,8 @@ with an fp32 matrix product is refused before the build, in one line naming the 
 from __future__ import annotations
 
 import pytest
-from maskattn_trt.artifacts import EngineManifest, engine_manifest_path
 
+from maskattn_trt.artifacts import EngineManifest, engine_manifest_path
 from maskattn_trt.engines.build import BuildOptions, build_engine
 from maskattn_trt.errors import BadInputError
 from maskattn_trt.export import cast_unet

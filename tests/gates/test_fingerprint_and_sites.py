@@ -159,9 +159,8 @@ def _v1_gates_hash(unet):
 
 
 def test_exports_recorded_with_v1_hashes_still_match_their_gates(tmp_path, tiny_pipe):
-    from maskattn_trt.parity import reference_unet
-
     from maskattn_trt.gates import gates_hash, gates_hashes
+    from maskattn_trt.parity import reference_unet
     from maskattn_trt.sampling.backends import _refuse_other_gates, check_fits
 
     unet = build_unet("tiny", seed=0)
