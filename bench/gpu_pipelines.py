@@ -14,8 +14,8 @@ import statistics
 import time
 
 import torch
-
 from gpu_common import build_unet_on, stats, sync, time_call
+
 from maskattn_trt.runners import Runner
 from maskattn_trt.spec import OUTPUT_NAME
 

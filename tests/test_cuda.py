@@ -37,6 +37,8 @@ def test_gated_unet_in_fp16_on_cuda_matches_fp32_on_cpu():
         ref_gates = recorded_gates(unet)
         unet.to(CUDA, torch.float16)
         heads = list(gate_heads(unet).values())
+        for head in heads:  # unet.to(dtype) casts the heads too; the contract is fp32 heads (prepare_pipeline does this)
+            head.float()
         assert all(p.device.type == "cuda" and p.dtype == torch.float32 for h in heads for p in h.parameters())
         out = unet_forward(unet, {k: v.to(CUDA, torch.float16 if v.is_floating_point() and k != "timestep" else v.dtype)
                                   for k, v in feed.items()})
