@@ -172,9 +172,12 @@ def main(argv=None) -> int:
             command = [sys.executable, __file__, *passthrough, "--one", part]
             try:
                 subprocess.run(command, timeout=args.part_timeout, check=False)
-            except subprocess.TimeoutExpired:
-                merge_result(args.json, part, {"error": f"stopped after --part-timeout {args.part_timeout} s",
-                                               "command": " ".join(command)})
+            except subprocess.TimeoutExpired:  # keep what the part saved before it was stopped
+                partial = read_results(args.json).get(part, {}) if args.json.is_file() else {}
+                partial = partial if str(partial.get("error", "")).startswith("incomplete") else {}
+                merge_result(args.json, part, {**partial, "command": " ".join(command),
+                                               "error": f"stopped after --part-timeout {args.part_timeout} s"
+                                               + (f" ({partial['error']})" if partial else "")})
     print("\n".join(format_table(read_results(args.json))))
     print(f"JSON: {args.json}")
     return 0
