@@ -142,7 +142,13 @@ class MaskAttnProcessor(nn.Module):
             else:
                 gate_mask = additive_mask(gate, self.negative_value).to(query.dtype)
                 mask = gate_mask if mask is None else mask + gate_mask
-                out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+                if gate_mask.requires_grad:
+                    # Training: SDPA would have to return a gradient for this [B, 1, N, T] bias, and CUDA's
+                    # memory-efficient kernel fails on it ("LSE is not correctly aligned (strideH)", torch 2.11,
+                    # H100). The explicit form is the same math; its [B, heads, N, T] scores are small (T = 77).
+                    out = self._explicit_attention(query, key, value, mask)
+                else:
+                    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         if self.record:
             self.last_gate = (
                 gate.detach() if gate is not None else torch.ones(batch, query.shape[2], tokens, device=query.device)
@@ -156,6 +162,12 @@ class MaskAttnProcessor(nn.Module):
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+    @staticmethod
+    def _explicit_attention(query, key, value, mask):
+        """softmax(QK^T * scale + mask) V, the softmax in fp32."""
+        scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5 + mask
+        return torch.matmul(torch.softmax(scores.float(), dim=-1).to(value.dtype), value)
 
     @staticmethod
     def _renormalized_attention(query, key, value, gate, mask):

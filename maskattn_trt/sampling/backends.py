@@ -95,7 +95,9 @@ def open_backend(pipe, unet, backend: str, *, model: str | None = None, onnx=Non
         if onnx or engine:
             raise BadInputError("--onnx / --engine belong to --backend onnxruntime / tensorrt, not eager")
         gates = _checkpoint_gates(unet, gates_path) if gates_path else {}
-        spec = UNetIOSpec.for_unet(unet, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
+        # The feed must carry the UNet's own dtype: an fp16 UNet (CUDA) fed fp32 fails in its time embedding.
+        dtype = "fp16" if unet.dtype == torch.float16 else "fp32"
+        spec = UNetIOSpec.for_unet(unet, dtype=dtype, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
         if gate_outputs:
             sites = list(gate_processors(unet))
             if not sites:
