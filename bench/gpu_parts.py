@@ -88,7 +88,8 @@ def _check_output(graph, args) -> dict:
 
 
 def part_overhead(args, device) -> dict:
-    from maskattn_trt.spec import UNetGraph, UNetIOSpec
+    from maskattn_trt.gates import UNetGraph
+    from maskattn_trt.spec import UNetIOSpec
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     t0 = time.perf_counter()
@@ -166,7 +167,8 @@ def part_compile(args, device) -> dict:
     from torch._dynamo.utils import counters
 
     from maskattn_trt import GateConfig, install_gates
-    from maskattn_trt.spec import UNetGraph, UNetIOSpec
+    from maskattn_trt.gates import UNetGraph
+    from maskattn_trt.spec import UNetIOSpec
 
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     graphs = {}
@@ -247,7 +249,7 @@ def part_train(args, device) -> dict:
     from diffusers import DDPMScheduler
 
     from maskattn_trt.gates import gate_parameters, install_gates
-    from maskattn_trt.train.loop import DTYPES
+    from maskattn_trt.spec import TRAIN_DTYPES as DTYPES
     from maskattn_trt.train.objective import GatedDenoiser, Objective
     from maskattn_trt.train.recipe import load_recipe
 

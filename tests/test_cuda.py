@@ -92,7 +92,8 @@ def test_sampler_with_the_eager_runner_on_cuda():
 
 
 def test_gated_unet_compiles_without_graph_breaks():
-    from maskattn_trt.spec import INPUT_NAMES, UNetGraph
+    from maskattn_trt.gates import UNetGraph
+    from maskattn_trt.spec import INPUT_NAMES
 
     unet = _gated_tiny().to(CUDA)
     spec = UNetIOSpec.for_unet(unet)
