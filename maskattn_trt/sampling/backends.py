@@ -22,7 +22,7 @@ from ..gates import (
     unet_fingerprint,
 )
 from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
-from ..spec import Range, UNetIOSpec
+from ..spec import DTYPES, Range, UNetIOSpec
 from ..utils.io import sha256_file
 
 BACKENDS = ("eager", "onnxruntime", "tensorrt")
@@ -96,7 +96,7 @@ def open_backend(pipe, unet, backend: str, *, model: str | None = None, onnx=Non
             raise BadInputError("--onnx / --engine belong to --backend onnxruntime / tensorrt, not eager")
         gates = _checkpoint_gates(unet, gates_path) if gates_path else {}
         # The feed must carry the UNet's own dtype: an fp16 UNet (CUDA) fed fp32 fails in its time embedding.
-        dtype = "fp16" if unet.dtype == torch.float16 else "fp32"
+        dtype = "fp16" if unet.dtype == DTYPES["fp16"] else "fp32"
         spec = UNetIOSpec.for_unet(unet, dtype=dtype, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
         if gate_outputs:
             sites = list(gate_processors(unet))
