@@ -12,13 +12,14 @@ from maskattn_trt.gates import gate_heads, read_gate_checkpoint
 from maskattn_trt.models import build_unet
 from maskattn_trt.spec import UNetIOSpec
 
-from .helpers import randomize_heads, unet_forward
+from ..helpers import trained_looking_gates
+from .helpers import unet_forward
 
 
 @pytest.fixture
 def gated(tiny_unet):
     install_gates(tiny_unet, GateConfig(stage="all"))
-    randomize_heads(tiny_unet, seed=3)
+    trained_looking_gates(tiny_unet, seed=3)
     return tiny_unet
 
 
@@ -112,7 +113,7 @@ def _official_file(unet, path, with_optimizer=True):
 def test_official_checkpoint_loads_and_reproduces_outputs(tmp_path, share):
     source = build_unet("tiny", seed=0)
     install_gates(source, GateConfig(stage="all", share_heads=share))
-    randomize_heads(source, seed=5)
+    trained_looking_gates(source, seed=5)
     path = _official_file(source, tmp_path / "gate_final.pt")
     target = build_unet("tiny", seed=0)
     load_official_gates(target, path)
