@@ -43,6 +43,7 @@ def test_trace_shape_is_small_for_dynamic_and_exact_for_static(gated_unet):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke  # the only dynamo export: kept in the README test command (CI)
 def test_dynamo_fp16_export_runs_in_ort(tmp_path):
     """The dynamo exporter with the reversible add_time_proj cast patch gives a valid fp16 graph."""
     reference = gated_tiny_unet()
