@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from maskattn_trt import GateConfig, install_gates
-from maskattn_trt.gates import gate_heads, recorded_gates, set_gate_recording
+from maskattn_trt.gates import gate_heads, randomize_gates, recorded_gates, set_gate_recording
 from maskattn_trt.models import build_unet, tiny_sdxl_pipeline
 from maskattn_trt.spec import OUTPUT_NAME, TOLERANCES, UNetIOSpec
 
 from .conftest import requires_cuda
-from .gates.helpers import randomize_heads, unet_forward
+from .gates.helpers import unet_forward
 
 pytestmark = [requires_cuda, pytest.mark.gpu]
 CUDA = torch.device("cuda")
@@ -24,7 +24,7 @@ def _gated_tiny(seed: int = 0):
     unet = build_unet("tiny", seed=seed)
     torch.manual_seed(seed)
     install_gates(unet, GateConfig(stage="all"))
-    randomize_heads(unet, seed=seed)
+    randomize_gates(unet, seed=seed)
     return unet
 
 
@@ -78,7 +78,7 @@ def test_sampler_with_the_eager_runner_on_cuda():
         pipe = tiny_sdxl_pipeline(0)
         torch.manual_seed(0)
         install_gates(pipe.unet)
-        randomize_heads(pipe.unet)
+        randomize_gates(pipe.unet)
         pipe.to(device)
         backend = open_backend(pipe, pipe.unet, "eager")
         sampler = Sampler(pipe, backend.runner, SampleSettings(steps=4, height=64, width=64))

@@ -17,7 +17,7 @@ from maskattn_trt.parity import compare_runners
 from maskattn_trt.runners import EagerRunner, OrtRunner
 from maskattn_trt.spec import GATE_PREFIX, OUTPUT_NAME
 
-from .helpers import export_tiny, gated_tiny, tiny_spec
+from ..helpers import export_tiny, gated_tiny_unet, tiny_spec
 
 SHAPES = [(1, 32, 32), (2, 48, 64), (2, 64, 64)]
 # Measured on the tiny UNet (ORT CPU, these shapes): fp16 vs fp32 heads (fp16 backbone) agree on 99.93-99.98 %
@@ -28,7 +28,7 @@ HEADS_AGREEMENT, HEADS_REL_L2 = 0.999, 5e-3
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    reference = gated_tiny(seed=4)
+    reference = gated_tiny_unet(seed=4)
     out = {}
     for heads in ("fp32", "fp16"):
         half = cast_unet(copy.deepcopy(reference), "fp16", gate_heads=heads)
@@ -70,7 +70,7 @@ def test_fp16_heads_agree_with_fp32_heads_and_with_fp32_eager(exports):
 
 
 def test_fp16_heads_need_an_fp16_export_and_gates(tmp_path):
-    unet = gated_tiny(seed=1)
+    unet = gated_tiny_unet(seed=1)
     with pytest.raises(BadInputError, match="fp16 in an fp16 export"):
         cast_unet(unet, "fp32", gate_heads="fp16")
     with pytest.raises(BadInputError, match="gate heads"):
@@ -78,7 +78,7 @@ def test_fp16_heads_need_an_fp16_export_and_gates(tmp_path):
     with pytest.raises(BadInputError, match="needs gates"):
         export_model(ExportRequest(out=tmp_path / "x", open_gates=True, dtype="fp16", gate_heads="fp16"), progress=False)
     assert not (tmp_path / "x").exists()
-    half = cast_unet(gated_tiny(seed=1), "fp16")  # fp32 heads, exported as if fp16 heads: refused
+    half = cast_unet(gated_tiny_unet(seed=1), "fp16")  # fp32 heads, exported as if fp16 heads: refused
     with pytest.raises(BadInputError, match="gate_heads='fp16'"):
         export_tiny(half, tmp_path / "y", tiny_spec(half, dtype="fp16"), slim=False, gate_heads="fp16")
     assert not (tmp_path / "y").exists()

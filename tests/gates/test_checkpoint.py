@@ -8,17 +8,17 @@ import torch
 
 from maskattn_trt import GateConfig, install_gates, load_gates, load_official_gates, save_gates
 from maskattn_trt.errors import CheckpointError
-from maskattn_trt.gates import gate_heads, read_gate_checkpoint
+from maskattn_trt.gates import gate_heads, randomize_gates, read_gate_checkpoint
 from maskattn_trt.models import build_unet
 from maskattn_trt.spec import UNetIOSpec
 
-from .helpers import official_checkpoint_file, randomize_heads, unet_forward
+from .helpers import official_checkpoint_file, unet_forward
 
 
 @pytest.fixture
 def gated(tiny_unet):
     install_gates(tiny_unet, GateConfig(stage="all"))
-    randomize_heads(tiny_unet, seed=3)
+    randomize_gates(tiny_unet, seed=3)
     return tiny_unet
 
 
@@ -93,7 +93,7 @@ def test_corrupted_checkpoints_are_refused(gated, tmp_path):
 def test_official_checkpoint_loads_and_reproduces_outputs(tmp_path, share):
     source = build_unet("tiny", seed=0)
     install_gates(source, GateConfig(stage="all", share_heads=share))
-    randomize_heads(source, seed=5)
+    randomize_gates(source, seed=5)
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt")
     target = build_unet("tiny", seed=0)
     load_official_gates(target, path)

@@ -17,13 +17,14 @@ from maskattn_trt.gates import (
     MaskAttnProcessor,
     gate_heads,
     hard_gate,
+    randomize_gates,
     recorded_gates,
     set_gate_recording,
 )
 from maskattn_trt.models import build_unet
 from maskattn_trt.spec import GATE_PREFIX, UNetIOSpec
 
-from .helpers import official_checkpoint_file, randomize_heads, unet_forward
+from .helpers import official_checkpoint_file, unet_forward
 from .official_reference import reference_gated_attention, reference_hard_gate
 
 # fp32 torch.sigmoid(z) rounds to exactly 0.5 for 0 < z <= 8.9407e-8 (measured on CPU, torch 2.13): the only
@@ -117,7 +118,7 @@ def test_c_a_mask_that_keeps_every_token_changes_nothing_and_an_empty_one_is_ref
 def test_c_encoder_attention_mask_through_the_unet():
     unet = build_unet("tiny", seed=0)
     install_gates(unet, GateConfig(stage="all"))
-    randomize_heads(unet, seed=1, bias=0.5)  # most tokens open: padding would be too
+    randomize_gates(unet, seed=1, logit_bias=0.5)  # most tokens open: padding would be too
     feed = UNetIOSpec.for_unet(unet).dummy_inputs(2, 16, 16, seed=3)
     keep = torch.ones(2, 77)
     keep[:, 20:] = 0
@@ -153,7 +154,7 @@ def test_d_threshold_0_opens_every_token_and_1_keeps_only_the_arg_max():
 def test_d_official_checkpoint_with_threshold_1_converts(tmp_path):
     source = build_unet("tiny", seed=0)
     install_gates(source, GateConfig(stage="mid", threshold=1.0))
-    randomize_heads(source, seed=2)
+    randomize_gates(source, seed=2)
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
     target = build_unet("tiny", seed=0)
     assert load_official_gates(target, path).config.threshold == 1.0
@@ -171,7 +172,7 @@ def test_d_exported_graph_with_threshold_0_or_1_is_finite_and_matches_eager(tmp_
 
     unet = build_unet("tiny", seed=0)
     install_gates(unet, GateConfig(threshold=tau))
-    randomize_heads(unet, seed=4)
+    randomize_gates(unet, seed=4)
     spec = UNetIOSpec.for_unet(unet).with_gate_outputs(list(unet._maskattn_installation.sites))
     result = export_unet(unet, tmp_path / "export", spec, slim=False, progress=False)
     model = onnx.load(str(result.onnx_path))

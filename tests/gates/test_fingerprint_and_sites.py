@@ -15,13 +15,13 @@ from maskattn_trt import (
     load_official_gates,
 )
 from maskattn_trt.errors import BadInputError, CheckpointError
-from maskattn_trt.gates import gate_heads, read_gate_checkpoint, save_gates, unet_fingerprint
+from maskattn_trt.gates import gate_heads, randomize_gates, read_gate_checkpoint, save_gates, unet_fingerprint
 from maskattn_trt.gates.install import fingerprint_matches, legacy_unet_fingerprints
 from maskattn_trt.models import build_unet
 from maskattn_trt.spec import UNetIOSpec
 from maskattn_trt.utils.io import sha256_json
 
-from .helpers import official_checkpoint_file, randomize_heads, unet_forward
+from .helpers import official_checkpoint_file, unet_forward
 
 PUBLISHED_SDXL_CONFIG = Path(__file__).parents[1] / "data" / "sdxl_base_unet_config.json"
 
@@ -105,7 +105,7 @@ def test_checkpoints_with_the_v1_config_fingerprint_still_load(tmp_path):
 def test_official_stage_all_checkpoint_imports_with_its_name_sorted_layer_list(tmp_path, share):
     source = build_unet("tiny", seed=0)
     inst = install_gates(source, GateConfig(stage="all", share_heads=share))
-    randomize_heads(source, seed=6)
+    randomize_gates(source, seed=6)
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
     listed = [s.removesuffix(".processor") for s in torch.load(path, weights_only=True)["selected_layers"]]
     assert listed != list(inst.sites) and sorted(listed) == sorted(inst.sites)  # mid_block before up_blocks
@@ -165,7 +165,7 @@ def test_exports_recorded_with_v1_hashes_still_match_their_gates(tmp_path, tiny_
 
     unet = build_unet("tiny", seed=0)
     install_gates(unet, GateConfig())
-    randomize_heads(unet, seed=8)
+    randomize_gates(unet, seed=8)
     ckpt = save_gates(unet, tmp_path / "g.safetensors")
     old = _v1_gates_hash(unet)
     assert old != gates_hash(unet) and old in gates_hashes(unet)
@@ -179,6 +179,6 @@ def test_exports_recorded_with_v1_hashes_still_match_their_gates(tmp_path, tiny_
     _refuse_other_gates("old export", old, given)  # generate: --gates matches the old export's gates
     other = build_unet("tiny", seed=0)
     install_gates(other, GateConfig())
-    randomize_heads(other, seed=9)
+    randomize_gates(other, seed=9)
     with pytest.raises(BadInputError, match="export / build again"):
         _refuse_other_gates("old export", _v1_gates_hash(other), given)
