@@ -24,7 +24,8 @@ dtype_option = click.option(
     "--dtype", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Precision."
 )
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-                           help="Also write a JSON report here ('-' for stdout).")
+                           help="Also write a JSON report here ('-': stdout holds only the JSON, the human text "
+                                "goes to stderr).")
 progress_option = click.option("--no-progress", is_flag=True,
                                help="No progress bar (bars show only when stderr is a terminal anyway).")
 force_option = click.option("--force", is_flag=True,
@@ -61,3 +62,26 @@ class FiniteFloat(click.ParamType):
 POSITIVE = click.IntRange(min=1)
 NON_NEGATIVE = click.IntRange(min=0)
 SEED = click.IntRange(min=0, max=2**63 - 1)
+
+
+def json_target(json_path: str | None) -> None:
+    """Check a ``--json PATH`` up front (its folder must exist; nothing is created), so a long run does not end
+    in an error; '-' (stdout) and None pass."""
+    if json_path and json_path != "-":
+        from ..utils.io import check_output_location
+
+        check_output_location(json_path, folder=False, create_parents=False, option="--json")
+
+
+def write_json_report(json_path: str | None, payload) -> None:
+    """``--json``: '-' prints only the JSON on stdout (commands send their human text to stderr then); a path
+    gets the file (atomically) and one line saying so."""
+    if not json_path:
+        return
+    from ..utils.io import strict_json, write_json_atomic
+
+    if json_path == "-":
+        click.echo(strict_json(payload, indent=2))
+    else:
+        write_json_atomic(json_path, payload)
+        click.echo(f"JSON: {json_path}")
