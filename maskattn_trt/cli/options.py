@@ -65,12 +65,12 @@ SEED = click.IntRange(min=0, max=2**63 - 1)
 
 
 def json_target(json_path: str | None) -> None:
-    """Check a ``--json PATH`` up front (its folder must exist; nothing is created), so a long run does not end
-    in an error; '-' (stdout) and None pass."""
+    """Check a ``--json PATH`` up front (creating nothing), so a long run does not end in an error; '-' (stdout)
+    and None pass."""
     if json_path and json_path != "-":
         from ..utils.io import check_output_location
 
-        check_output_location(json_path, folder=False, create_parents=False, option="--json")
+        check_output_location(json_path, folder=False, option="--json")
 
 
 def write_json_report(json_path: str | None, payload) -> None:

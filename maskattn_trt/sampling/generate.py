@@ -226,7 +226,7 @@ def make_gate_maps(request: GateMapRequest) -> GateMapReport:
         raise BadInputError("gate maps need a non-empty --prompt")
     _check_negative(request.settings, [request.negative])
     if request.json_path and request.json_path != "-":
-        check_output_location(request.json_path, folder=False, create_parents=False, option="--json")
+        check_output_location(request.json_path, folder=False, option="--json")
     out = check_output_location(request.out)
     start = time.perf_counter()
     _, backend, sampler = _prepare(request.model, request.backend, request.onnx, None, request.gates,
