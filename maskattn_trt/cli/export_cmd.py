@@ -14,11 +14,11 @@ from .options import dtype_option, force_option, model_option, progress_option, 
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
               help="Gate checkpoint (.safetensors from train / convert-gates).")
 @click.option("--open-gates", is_flag=True, help="Export a stock-equivalent graph (no gates) instead of --gates.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.option("--out", required=True, type=click.Path(),
               help="Output folder: new, empty, or a previous export (replaced atomically when complete).")
 @force_option
 @dtype_option
-@click.option("--opset", type=click.IntRange(min=7), default=None,
+@click.option("--opset", type=click.IntRange(min=1), default=None,
               help="ONNX opset (default: torchscript 17, dynamo 18; dynamo cannot write less than 18).")
 @click.option("--batch", default="1:2:4", show_default=True, help="Batch MIN:OPT:MAX (or one value).")
 @click.option("--height", default=None,

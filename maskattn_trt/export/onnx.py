@@ -39,7 +39,7 @@ EXPORTERS = ("torchscript", "dynamo")
 # torch's dynamo exporter emits opset 18 and newer; asked for less it tries to down-convert, prints the
 # converter's traceback and still writes opset 18. The TorchScript exporter writes the opset it is asked for.
 DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
-MIN_OPSET = {"torchscript": 7, "dynamo": 18}
+MIN_OPSET = {"torchscript": 1, "dynamo": 18}
 PROTOBUF_LIMIT = 2 * 1024**3  # a single ONNX protobuf cannot exceed 2 GB: weights go to external data
 FP32_KEPT = ("gate heads (LayerNorm -> Linear -> SiLU -> Linear for features and tokens, logits, logit-space "
              "threshold) run in fp32: fp16 rounding could flip gates near the threshold; timestep input is fp32")

@@ -63,7 +63,7 @@ def check_output_location(path: str | os.PathLike, *, folder: bool = True, creat
     while not anchor.exists() and anchor != anchor.parent:
         anchor = anchor.parent
     if not anchor.is_dir():
-        raise BadInputError(f"{option} {path}: {anchor} is not a folder; choose another path")
+        raise BadInputError(f"{option} {path} is not writable: {anchor} is a file, not a folder; choose another path")
     if not os.access(anchor, os.W_OK | os.X_OK):
         raise BadInputError(f"{option} {path}: {anchor} is not writable; choose a writable location")
     return path
