@@ -55,3 +55,9 @@ class ParityError(MaskAttnError):
     """Outputs of two backends differ by more than the stated tolerance."""
 
     exit_code = 7
+
+
+class NonFiniteError(MaskAttnError):
+    """A computation produced NaN or infinity (a loss, gate weights, latents, an image)."""
+
+    exit_code = 8

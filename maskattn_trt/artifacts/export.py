@@ -67,6 +67,15 @@ def read_manifest(folder: str | Path) -> dict:
     return data
 
 
+def is_export_folder(folder: str | Path) -> bool:
+    """True when ``folder`` holds a manifest of ours (a previous export, which ``export`` may replace)."""
+    try:
+        read_manifest(folder)
+    except (BadInputError, OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class ExportArtifact:
     """A loaded export: its graph path, IO spec and manifest (empty for a bare ``.onnx`` + ``io_spec.json``)."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from .options import json_option, seed_option
+from .options import NON_NEGATIVE, POSITIVE, json_option, json_target, seed_option, write_json_report
 
 
 @click.command("bench")
@@ -14,9 +12,9 @@ from .options import json_option, seed_option
               help="UNet size preset(s) (repeatable; default: tiny and small).")
 @click.option("--shape", default=None, help="Latent shape BATCHxHEIGHTxWIDTH (default per preset: tiny 2x32x32, "
                                             "small 2x64x64, sdxl 1x32x32).")
-@click.option("--repeats", type=int, default=20, show_default=True, help="Timed inferences per runner.")
-@click.option("--warmup", type=int, default=3, show_default=True)
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for torch and ONNX Runtime.")
+@click.option("--repeats", type=POSITIVE, default=20, show_default=True, help="Timed inferences per runner.")
+@click.option("--warmup", type=NON_NEGATIVE, default=3, show_default=True)
+@click.option("--threads", type=POSITIVE, default=2, show_default=True, help="CPU threads for torch and ONNX Runtime.")
 @seed_option
 @json_option
 def bench(presets, shape, repeats, warmup, threads, seed, json_path):
@@ -38,18 +36,15 @@ def bench(presets, shape, repeats, warmup, threads, seed, json_path):
             parsed = tuple(int(v) for v in shape.lower().split("x"))
         except ValueError:
             parsed = ()
-        if len(parsed) != 3:
+        if len(parsed) != 3 or min(parsed) < 1:
             raise BadInputError(f"--shape must be BATCHxHEIGHTxWIDTH (latent), e.g. 2x32x32; got {shape!r}")
-    rows = [bench_preset(p, parsed, repeats=repeats, warmup=warmup, threads=threads, seed=seed, echo=click.echo)
+    json_target(json_path)
+
+    def echo(line):
+        click.echo(line, err=json_path == "-")  # with --json -, stdout holds only the JSON
+
+    rows = [bench_preset(p, parsed, repeats=repeats, warmup=warmup, threads=threads, seed=seed, echo=echo)
             for p in presets or ("tiny", "small")]
     for line in format_table(rows):
-        click.echo(line)
-    if json_path:
-        payload = [r.to_dict() for r in rows]
-        if json_path == "-":
-            click.echo(json.dumps(payload, indent=2))
-        else:
-            from ..utils.io import write_json_atomic
-
-            write_json_atomic(json_path, payload)
-            click.echo(f"JSON: {json_path}")
+        echo(line)
+    write_json_report(json_path, [r.to_dict() for r in rows])

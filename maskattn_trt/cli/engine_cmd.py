@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import gates_option
+from .options import POSITIVE, gates_option, progress_option
 
 
 @click.command("build-engine")
@@ -20,8 +20,8 @@ from .options import gates_option
 @click.option("--height", default=None, help="Image height in PIXELS, MIN:OPT:MAX (multiples of 8).")
 @click.option("--width", default=None, help="Image width in PIXELS, MIN:OPT:MAX (multiples of 8).")
 @click.option("--static", is_flag=True, help="One shape (the opt values): smallest engine, CUDA-graph capable.")
-@click.option("--opt-level", type=int, default=None, help="Builder optimization level 0-5 (TensorRT default 3).")
-@click.option("--workspace", type=int, default=None, help="Workspace memory pool limit in MiB.")
+@click.option("--opt-level", type=click.IntRange(0, 5), default=None, help="Builder optimization level 0-5 (TensorRT default 3).")
+@click.option("--workspace", type=POSITIVE, default=None, help="Workspace memory pool limit in MiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="Timing cache file, loaded if present and saved after the build (standard TensorRT).")
 @click.option("--refittable", is_flag=True, help="Make the gate-head weights refittable (`maskattn-trt refit`).")
@@ -29,9 +29,12 @@ from .options import gates_option
               help="TensorRT-RTX target GPU: SM75|SM80|SM86|SM89|SM120 (repeatable; default SM89; SM75: fp16 "
                    "exports with --gate-heads fp16 only).")
 @click.option("--verbose", is_flag=True, help="Print the builder's verbose log.")
+@progress_option
 def build_engine(onnx_path, out, builder, batch, height, width, static, opt_level, workspace, timing_cache,
-                 refittable, ccs, verbose):
+                 refittable, ccs, verbose, no_progress):
     """Compile an exported graph into a TensorRT or TensorRT-RTX engine (with a manifest beside it).
+
+    Ctrl-C cancels the build (exit 130) and leaves no file behind.
 
     \b
     Examples:
@@ -45,7 +48,7 @@ def build_engine(onnx_path, out, builder, batch, height, width, static, opt_leve
         onnx=Path(onnx_path), out=Path(out) if out else None, builder=builder, batch=batch, height=height,
         width=width, static=static, opt_level=opt_level, workspace_mib=workspace,
         timing_cache=Path(timing_cache) if timing_cache else None, refittable=refittable,
-        compute_capabilities=tuple(ccs), verbose=verbose,
+        compute_capabilities=tuple(ccs), verbose=verbose, progress=not no_progress,
     )
     result = run_build(options, echo=click.echo)
     click.echo(result.summary())

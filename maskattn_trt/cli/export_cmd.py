@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import dtype_option, model_option, seed_option
+from .options import dtype_option, force_option, model_option, progress_option, seed_option
 
 
 @click.command("export")
@@ -14,9 +14,12 @@ from .options import dtype_option, model_option, seed_option
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
               help="Gate checkpoint (.safetensors from train / convert-gates).")
 @click.option("--open-gates", is_flag=True, help="Export a stock-equivalent graph (no gates) instead of --gates.")
-@click.option("--out", required=True, type=click.Path(), help="Output folder (replaced atomically).")
+@click.option("--out", required=True, type=click.Path(),
+              help="Output folder: new, empty, or a previous export (replaced atomically when complete).")
+@force_option
 @dtype_option
-@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=click.IntRange(min=1), default=None,
+              help="ONNX opset (default: torchscript 17, dynamo 18; dynamo cannot write less than 18).")
 @click.option("--batch", default="1:2:4", show_default=True, help="Batch MIN:OPT:MAX (or one value).")
 @click.option("--height", default=None,
               help="Image height in PIXELS, MIN:OPT:MAX or one value (default tiny 32:64:128, SDXL 512:1024:1024).")
@@ -29,8 +32,9 @@ from .options import dtype_option, model_option, seed_option
 @click.option("--gate-heads", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Gate head precision; fp16 (with --dtype fp16) for Turing / SM75 engines, which have no fp32 GEMM.")
 @seed_option
-def export(model, gates_path, open_gates, out, dtype, opset, batch, height, width, static, gate_outputs, exporter,
-           no_slim, gate_heads, seed):
+@progress_option
+def export(model, gates_path, open_gates, out, force, dtype, opset, batch, height, width, static, gate_outputs,
+           exporter, no_slim, gate_heads, seed, no_progress):
     """Export the gated UNet as one ONNX graph (+ io_spec.json + manifest.json).
 
     \b
@@ -45,9 +49,9 @@ def export(model, gates_path, open_gates, out, dtype, opset, batch, height, widt
     request = ExportRequest(
         out=Path(out), model=model, gates=Path(gates_path) if gates_path else None, open_gates=open_gates,
         dtype=dtype, opset=opset, batch=batch, height=height, width=width, static=static,
-        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed, gate_heads=gate_heads,
+        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed, gate_heads=gate_heads, force=force,
     )
-    result = export_model(request)
+    result = export_model(request, progress=not no_progress)
     click.echo(result.summary())
     s = result.spec
     click.echo(f"  shapes: batch {s.batch}, latent height {s.height}, width {s.width} "

@@ -25,7 +25,9 @@ def convert_gates(source, target, model):
     """
     from ..gates import convert_official_checkpoint
     from ..models import UNET_PRESETS, load_unet
+    from ..utils.io import check_output_location
 
+    check_output_location(target, folder=False, create_parents=False, option="TARGET")
     start = time.perf_counter()
     unet = load_unet(model, device="meta" if model in UNET_PRESETS else "cpu")
     out = convert_official_checkpoint(source, target, unet)

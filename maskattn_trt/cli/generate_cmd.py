@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..sampling.schedulers import SCHEDULERS
-from .options import model_option
+from .options import POSITIVE, SEED, FiniteFloat, json_target, model_option, write_json_report
 
 _gates_option = click.option(
     "--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
@@ -29,18 +29,18 @@ def sampling_options(func):
         click.option("--onnx", type=click.Path(), default=None,
                      help="Export folder (or its unet.onnx) for --backend onnxruntime."),
         click.option("--negative-prompt", default=None, help="Negative prompt (default: none; SDXL uses zeros)."),
-        click.option("--steps", type=int, default=30, show_default=True, help="Denoising steps."),
-        click.option("--guidance", type=float, default=5.0, show_default=True,
+        click.option("--steps", type=POSITIVE, default=30, show_default=True, help="Denoising steps."),
+        click.option("--guidance", type=FiniteFloat(min=0), default=5.0, show_default=True,
                      help="Classifier-free guidance scale (<= 1 disables it)."),
         click.option("--scheduler", default="euler", show_default=True,
                      help=f"One of {', '.join(SCHEDULERS)}."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed (prompt i gets seed + i)."),
-        click.option("--height", type=int, default=None, help="Image height in pixels (default tiny 64, SDXL 1024)."),
-        click.option("--width", type=int, default=None, help="Image width in pixels (default tiny 64, SDXL 1024)."),
+        click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (prompt i gets seed + i)."),
+        click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default tiny 64, SDXL 1024)."),
+        click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default tiny 64, SDXL 1024)."),
         click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
-                     help="Output folder."),
-        click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads."),
-        click.option("--no-progress", is_flag=True, help="No progress bar."),
+                     help="Output folder (created at the first image; existing images are never replaced)."),
+        click.option("--threads", type=POSITIVE, default=None, help="ONNX Runtime intra-op threads."),
+        click.option("--no-progress", is_flag=True, help="No progress bar (shown only when stderr is a terminal)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -51,8 +51,8 @@ def _settings(model, steps, guidance, scheduler, height, width):
     from ..sampling.sampler import SampleSettings
 
     default = 64 if model == "tiny" else 1024
-    return SampleSettings(steps=steps, guidance=guidance, scheduler=scheduler, height=height or default,
-                          width=width or default)
+    return SampleSettings(steps=steps, guidance=guidance, scheduler=scheduler,
+                          height=default if height is None else height, width=default if width is None else width)
 
 
 def _echo_warnings(func):
@@ -78,16 +78,19 @@ def _echo_warnings(func):
 @click.option("--prompt", "prompt_texts", multiple=True, help="Prompt (repeatable).")
 @click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), default=None,
               help="File: one prompt per line, or JSONL {\"prompt\", \"seed\", \"negative\"} per line.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Images per UNet call (x2 with guidance).")
-@click.option("--images", "images_per_prompt", type=int, default=1, show_default=True,
+@click.option("--batch", type=POSITIVE, default=1, show_default=True, help="Images per UNet call (x2 with guidance).")
+@click.option("--images", "images_per_prompt", type=POSITIVE, default=1, show_default=True,
               help="Images per prompt (seeds seed, seed+1, ...).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a JSON summary (images, timings) here ('-': stdout only JSON, the summary to stderr).")
 @_echo_warnings
 def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance, scheduler, seed, height, width, out,
-             threads, no_progress, engine, prompt_texts, prompts_file, batch, images_per_prompt):
+             threads, no_progress, engine, prompt_texts, prompts_file, batch, images_per_prompt, json_path):
     """Generate images from prompts with the eager, ONNX Runtime or TensorRT backend.
 
     Writes <out>/NNNN_<prompt>_s<seed>.png with a JSON sidecar (prompt, seed, steps, scheduler, backend,
-    gate hash, timings) and ends with per-stage timings and images/s.
+    gate hash, timings) and ends with per-stage timings and images/s. A name already taken in <out> gets
+    -2, -3, ... appended: existing images are never replaced.
 
     \b
     Examples:
@@ -110,9 +113,11 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
         gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, batch=batch,
         images_per_prompt=images_per_prompt, threads=threads, progress=not no_progress,
     )
+    json_target(json_path)
     report = run(request)
     for line in report.summary():
-        click.echo(line)
+        click.echo(line, err=json_path == "-")
+    write_json_report(json_path, report.to_dict())
 
 
 @click.command("gates")
@@ -121,7 +126,8 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
 @click.option("--steps-at", default=None,
               help="Comma-separated 0-based steps to average (default: every step), e.g. 0,10,29.")
 @click.option("--per-layer", is_flag=True, help="One column per gated layer instead of per attention module.")
-@click.option("--json", "json_path", default=None, help="Write open fractions per token and site here ('-': stdout).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write open fractions per token and site here ('-': stdout).")
 @_echo_warnings
 def gates(model, gates_path, backend, onnx, negative_prompt, steps, guidance, scheduler, seed, height, width, out,
           threads, no_progress, prompt, steps_at, per_layer, json_path):

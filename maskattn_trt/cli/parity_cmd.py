@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from .options import json_option, seed_option
+from .options import json_option, json_target, progress_option, seed_option, write_json_report
 
 
 @click.command("parity")
@@ -23,7 +22,8 @@ from .options import json_option, seed_option
 @click.option("--no-prompts", is_flag=True, help="Only random feeds (skip the text encoders).")
 @seed_option
 @json_option
-def parity(onnx_path, model, gates_path, engine_path, providers, no_prompts, seed, json_path):
+@progress_option
+def parity(onnx_path, model, gates_path, engine_path, providers, no_prompts, seed, json_path, no_progress):
     """Compare eager PyTorch (fp32) with ONNX Runtime (and a TensorRT engine) on the same inputs.
 
     Fresh random feeds and real prompt encodings, two batch sizes x two resolutions from the export's range.
@@ -44,23 +44,20 @@ def parity(onnx_path, model, gates_path, engine_path, providers, no_prompts, see
         providers=tuple(p.strip() for p in providers.split(",")) if providers else None,
         prompts=not no_prompts, seed=seed,
     )
-    report = run_parity(request)
+    json_target(json_path)
+
+    def echo(line):
+        click.echo(line, err=json_path == "-")  # with --json -, stdout holds only the JSON
+
+    report = run_parity(request, progress=not no_progress)
     for line in report.notes:
-        click.echo(line)
+        echo(line)
     for line in report.table():
-        click.echo(line)
+        echo(line)
     tol = "; ".join(f"{name}: noise_pred max abs <= {t['noise_pred'][0]:g}, rel L2 <= {t['noise_pred'][1]:g}, "
                     f"gate agreement >= {t['gate_agreement']} or every flip within {t.get('gate_logit_margin', 0):g} "
                     "of the threshold logit" for name, t in report.tolerances.items())
-    click.echo(f"tolerances: {tol}")
-    if json_path:
-        text = json.dumps(report.to_dict(), indent=2)
-        if json_path == "-":
-            click.echo(text)
-        else:
-            from ..utils.io import write_json_atomic
-
-            write_json_atomic(json_path, report.to_dict())
-            click.echo(f"JSON report: {json_path}")
-    click.echo(f"parity {'passed' if report.passed else 'FAILED'}: {len(report.cases)} comparisons")
+    echo(f"tolerances: {tol}")
+    write_json_report(json_path, report.to_dict())
+    echo(f"parity {'passed' if report.passed else 'FAILED'}: {len(report.cases)} comparisons")
     report.raise_if_failed()

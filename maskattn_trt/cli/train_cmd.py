@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .options import seed_option
+from .options import POSITIVE, force_option, seed_option
 
 
 @click.command("train")
@@ -14,24 +14,27 @@ from .options import seed_option
               help="TOML recipe (train/tiny_cpu.toml, train/sdxl_512.toml, train/sdxl_1024.toml). Default: built-in defaults.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override any recipe value (repeatable), e.g. --set optim.lr=3e-4 --set gates.training_form=renormalized.")
-@click.option("--out", "out_dir", default=None, help="Run folder (checkpoints, metrics.jsonl, gates.safetensors) = train.out_dir.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder (checkpoints, metrics.jsonl, gates.safetensors) = train.out_dir. A folder holding a "
+                   "run is continued only with --resume (or started over with --force).")
+@force_option
 @click.option("--model", default=None, help="'tiny' or a local diffusers SDXL folder (= model.model).")
 @click.option("--data", "data_path", default=None, help="Dataset path (= data.path): folder, manifest.jsonl or captions_train2014.json.")
 @click.option("--data-format", type=click.Choice(["synthetic", "folder", "jsonl", "coco"]), default=None,
               help="= data.format.")
-@click.option("--steps", type=int, default=None, help="Total optimizer steps (= train.steps).")
+@click.option("--steps", type=POSITIVE, default=None, help="Total optimizer steps (= train.steps).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="Frozen backbone precision (= model.precision); gate heads always train in fp32.")
 @click.option("--resume", is_flag=False, flag_value="auto", default=None, metavar="[PATH]",
               help="Continue from the latest checkpoint of the run folder (bare --resume) or from a step-* folder.")
-@click.option("--stop-after", type=int, default=None,
+@click.option("--stop-after", type=POSITIVE, default=None,
               help="Stop after this many steps of this invocation (with a checkpoint), e.g. to fit a job's time limit.")
 @click.option("--strict", is_flag=True, help="Fail on the first bad sample instead of skipping and counting it.")
 @click.option("--cache-only", is_flag=True,
               help="Only encode the dataset into data.cache_dir (VAE latents + text embeddings) and exit.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (metrics.jsonl is still written).")
 @seed_option
-def train(recipe_path, overrides, out_dir, model, data_path, data_format, steps, precision, resume, stop_after,
+def train(recipe_path, overrides, out_dir, force, model, data_path, data_format, steps, precision, resume, stop_after,
           strict, cache_only, no_progress, seed):
     """Train the MaskAttn gate heads of a frozen SDXL (only gate parameters are optimised).
 
@@ -58,14 +61,12 @@ def train(recipe_path, overrides, out_dir, model, data_path, data_format, steps,
     main = os.environ.get("RANK", "0") == "0"
     if main:
         click.echo(f"recipe: {recipe.summary()}")
-    if stop_after is not None and stop_after <= 0:
-        raise click.BadParameter("must be positive", param_hint="--stop-after")
     if cache_only:
         from ..train.loop import build_cache
 
         click.echo(f"cache ready: {build_cache(recipe)}")
         return
-    result = run_training(recipe, resume=resume, stop_after=stop_after)
+    result = run_training(recipe, resume=resume, stop_after=stop_after, force=force)
     if main:
         click.echo(result.summary())
         if result.checkpoint is not None:

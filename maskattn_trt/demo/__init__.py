@@ -16,6 +16,7 @@ import torch
 
 from ..errors import BadInputError
 from ..models import tiny_sdxl_pipeline
+from ..utils.io import claim_output_dir
 from . import engines, export, gates, generate, train
 
 # (name used by --only, label, stage)
@@ -27,6 +28,12 @@ STAGES = (
     ("generate", "generate", generate.demo_stage),
 )
 STAGE_NAMES = tuple(name for name, _, _ in STAGES)
+# What the stages write into --out: a folder holding any of these is a previous demo (the demo may write there)
+DEMO_NAMES = ("gates_random.safetensors", "train", "gates_exported.safetensors", "onnx", "engines", "generate")
+
+
+def is_demo_folder(folder: Path) -> bool:
+    return any((folder / name).exists() for name in DEMO_NAMES)
 
 
 @dataclass
@@ -43,17 +50,20 @@ class DemoState:
     extras: dict = field(default_factory=dict)
 
 
-def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, only: tuple[str, ...] = (), echo=print) -> DemoState:
+def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, only: tuple[str, ...] = (), echo=print,
+             force: bool = False) -> DemoState:
     unknown = [name for name in only if name not in STAGE_NAMES]
     if unknown:
         raise BadInputError(f"unknown demo stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
+    claim_output_dir(out_dir, ours=is_demo_folder, what="a previous demo folder", force=force)
     torch.manual_seed(seed)
     state = DemoState(out_dir=Path(out_dir), seed=seed, quick=quick)
     state.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     state.pipe = tiny_sdxl_pipeline(seed)
     echo(f"[setup] tiny SDXL pipeline built offline in {time.perf_counter() - start:.1f} s "
-         f"(UNet {sum(p.numel() for p in state.pipe.unet.parameters()) / 1e6:.2f} M parameters)")
+         f"(UNet {sum(p.numel() for p in state.pipe.unet.parameters()) / 1e6:.2f} M parameters, random weights: "
+         "images are not meaningful)")
     for name, label, stage in STAGES:
         if only and name not in only:
             continue

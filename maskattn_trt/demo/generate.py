@@ -45,6 +45,8 @@ def demo_stage(state) -> list[str]:
                            json_path=str(out / "gate_fractions.json"), progress=False)
     lines.append(f"{backend.name}: image {report.image} (+ JSON sidecar), {settings.steps} steps at "
                  f"{settings.height}x{settings.width} px in {report.seconds:.2f} s")
+    lines.append("note: the tiny UNet, text encoders and VAE have RANDOM weights (built offline, nothing is "
+                 "downloaded): the image shows the pipeline working, not what MaskAttn-SDXL draws")
     lines.append(f"gate maps (mean of {settings.steps} steps): {report.grid.name}, {report.overlay.name}, "
                  "gate_fractions.json")
     tokens = report.fractions["per_token"]

@@ -26,7 +26,7 @@ def demo_stage(state) -> list[str]:
     installed = gate_installation(state.pipe.unet)
     steps = 12 if state.quick else 40
     recipe = demo_recipe(state.out_dir / "train", steps, installed.config if installed else None)
-    result = train(recipe, pipe=state.pipe)
+    result = train(recipe, pipe=state.pipe, force=True)  # the demo's own subfolder: a new run each time
     state.gates_path = result.gates_path
     start, end = result.loss_start_end()
     lines = [

@@ -17,9 +17,9 @@ import onnx
 from ..artifacts import EngineManifest, ExportArtifact, engine_manifest_path, open_export
 from ..errors import BackendUnavailableError, BadInputError, EngineBuildError
 from ..spec import INPUT_NAMES, EngineProfile, UNetIOSpec, resolve_profile
-from ..utils.io import atomic_path, sha256_file
+from ..utils.io import atomic_path, check_output_location, sha256_file
 from ..utils.tensorrt import Flavour, device_compute_capability, load_flavour, parse_compute_capability
-from .callbacks import progress_monitor, stream_writer
+from .callbacks import cancel_on_sigint, progress_monitor, stream_writer
 from .refit import gate_weights_hash, isolate_gate_weights, load_graph
 
 DEFAULT_ENGINE_DIR = Path("engines")
@@ -221,12 +221,13 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
     """
     flavour = load_flavour(options.builder)
     ccs = _check_options(options, flavour)
+    if options.out is not None:  # before any work: a bad --out fails at once
+        _check_out(Path(options.out))
     export = open_export(options.onnx)
     onnx_sha256 = export.onnx_sha256()
     profile = resolve_profile(export.io_spec, options.batch, options.height, options.width, options.static)
     out = Path(options.out) if options.out else default_engine_path(export, flavour, ccs)
-    if out.suffix not in (".engine", ".plan"):
-        raise BadInputError(f"engine path {out} should end in .engine or .plan")
+    _check_out(out)
     if options.timing_cache is not None and Path(options.timing_cache).is_dir():
         raise BadInputError(f"--timing-cache {options.timing_cache} is a folder; pass a file path")
     trt = flavour.trt
@@ -246,9 +247,11 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
              f"{profile.describe(export.io_spec)}{', ' + '+'.join(ccs) if ccs else ''})")
     final_manifest = engine_manifest_path(out)
     with atomic_path(out) as tmp_engine, atomic_path(final_manifest) as tmp_manifest:
-        with open(tmp_engine, "wb") as handle:
+        with open(tmp_engine, "wb") as handle, cancel_on_sigint(monitor):
             writer = stream_writer(trt, handle)
             ok = builder.build_serialized_network_to_stream(network, config, writer)
+        if monitor.interrupted:  # Ctrl-C: the temporary files go, the CLI exits 130
+            raise KeyboardInterrupt
         if writer.error is not None:
             raise EngineBuildError(f"writing the engine to {tmp_engine} failed: {writer.error}") from writer.error
         if not ok or writer.bytes_written == 0 or tmp_engine.stat().st_size != writer.bytes_written:
@@ -275,6 +278,16 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
         status = f"reused {entries} entries from {timing}, saved" if entries else f"new, saved to {timing}"
     del parser, network, config, builder
     return BuildResult(out, manifest, seconds, status, phases=list(dict.fromkeys(monitor.phases)))
+
+
+def _check_out(out: Path) -> None:
+    """An engine path: ``.engine``/``.plan``, writable, and not an existing file other than an engine of ours."""
+    if out.suffix not in (".engine", ".plan"):
+        raise BadInputError(f"engine path {out} should end in .engine or .plan")
+    check_output_location(out, folder=False)
+    if out.exists() and not engine_manifest_path(out).is_file():
+        raise BadInputError(f"--out {out} exists and is not an engine built here (no {engine_manifest_path(out).name} "
+                            "beside it); choose another path or delete it first")
 
 
 def _device_cc() -> list[str]:

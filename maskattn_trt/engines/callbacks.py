@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
+
+from ..utils.progress import progress_bar
 
 
 def progress_monitor(trt, enabled: bool = True):
-    """An ``IProgressMonitor`` showing the builder's top-level phases as tqdm bars (thread-safe)."""
-    from tqdm.auto import tqdm
+    """An ``IProgressMonitor`` showing the builder's top-level phases as tqdm bars (thread-safe).
+
+    A KeyboardInterrupt (Ctrl-C) raised inside a callback would be swallowed by TensorRT: the monitor records
+    it, returns False from ``step_complete`` (which cancels the build) and the builder re-raises it
+    (:attr:`interrupted`)."""
 
     class _Monitor(trt.IProgressMonitor):
         def __init__(self):
@@ -16,13 +23,14 @@ def progress_monitor(trt, enabled: bool = True):
             self._bars: dict[str, object] = {}
             self._top: dict[str, str] = {}
             self.phases: list[str] = []
+            self.interrupted = False
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             with self._lock:
                 self.phases.append(phase_name)
                 if parent_phase is None:
-                    self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, unit="step", leave=False,
-                                                  disable=not enabled)
+                    self._bars[phase_name] = progress_bar(enabled, total=num_steps, desc=phase_name, unit="step",
+                                                          leave=False)
                 else:
                     self._top[phase_name] = self._top.get(parent_phase, parent_phase)
                     bar = self._bars.get(self._top[phase_name])
@@ -30,11 +38,14 @@ def progress_monitor(trt, enabled: bool = True):
                         bar.set_postfix_str(phase_name, refresh=False)
 
         def step_complete(self, phase_name, step):
-            with self._lock:
-                bar = self._bars.get(phase_name)
-                if bar is not None:
-                    bar.update(1)
-            return True
+            try:
+                with self._lock:
+                    bar = self._bars.get(phase_name)
+                    if bar is not None:
+                        bar.update(1)
+            except KeyboardInterrupt:
+                self.interrupted = True
+            return not self.interrupted
 
         def phase_finish(self, phase_name):
             with self._lock:
@@ -71,3 +82,22 @@ def stream_writer(trt, handle):
                 return 0
 
     return _Writer()
+
+
+@contextlib.contextmanager
+def cancel_on_sigint(monitor):
+    """While the block runs, Ctrl-C (SIGINT) cancels the build through ``monitor`` instead of raising inside a
+    TensorRT callback (where it would be swallowed); the caller raises KeyboardInterrupt afterwards. Only in
+    the main thread (where Python delivers signals); elsewhere the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        monitor.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

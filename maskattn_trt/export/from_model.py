@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts import is_export_folder
 from ..errors import BadInputError
 from ..gates import attach_gates, cast_unet, check_gate_heads, gate_processors
 from ..models import TINY_VAE_SCALE, load_unet, unet_architecture, vae_scale_of
 from ..spec import Range, UNetIOSpec, resolve_profile
-from ..utils.io import ensure_writable_dir
-from .onnx import ExportResult, export_unet
+from ..utils.io import claim_output_dir
+from .onnx import ExportResult, export_unet, resolve_opset
 
 _WIDE = Range(1, 1, 1 << 20)
 
@@ -29,7 +30,7 @@ class ExportRequest:
     gates: Path | None = None
     open_gates: bool = False
     dtype: str = "fp32"
-    opset: int = 17
+    opset: int | None = None  # None = the exporter's default (torchscript 17, dynamo 18)
     batch: str = "1:2:4"
     height: str | None = None
     width: str | None = None
@@ -39,6 +40,7 @@ class ExportRequest:
     slim: bool = True
     seed: int = 0
     gate_heads: str = "fp32"
+    force: bool = False  # replace a non-empty --out that is not a previous export
 
 
 def _default_pixels(vae_scale: int) -> str:
@@ -65,10 +67,9 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     check_gate_heads(request.dtype, request.gate_heads)
     if request.gate_heads != "fp32" and request.open_gates:
         raise BadInputError("--gate-heads fp16 needs gates (--gates CHECKPOINT); an open-gate export has no gate heads")
-    out = Path(request.out)
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"output path {out} exists and is not a folder; choose another --out")
-    ensure_writable_dir(out if out.exists() else out.parent)
+    resolve_opset(request.exporter, request.opset)
+    out = claim_output_dir(request.out, ours=is_export_folder, what="a previous export (no export manifest.json)",
+                           force=request.force)
     base = UNetIOSpec.for_unet(unet_architecture(request.model), dtype=request.dtype,
                                vae_scale=vae_scale_of(request.model))
     spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
@@ -80,4 +81,5 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     source = {"model": request.model, "seed": request.seed,
               "gate_checkpoint": str(request.gates) if request.gates else None}
     return export_unet(unet, out, spec, opset=request.opset, exporter=request.exporter, slim=request.slim,
-                       open_gates=request.open_gates, source=source, progress=progress, gate_heads=request.gate_heads)
+                       open_gates=request.open_gates, source=source, progress=progress, gate_heads=request.gate_heads,
+                       force=request.force)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .. import artifacts as af
-from ..errors import BadInputError, ExportError
+from ..errors import BadInputError, ExportError, NonFiniteError
 from ..gates import (
     UNetGraph,
     check_gate_heads,
@@ -39,11 +39,16 @@ from ..gates import (
     unet_fingerprint,
 )
 from ..spec import INPUT_NAMES, UNetIOSpec
-from ..utils.io import atomic_dir, ensure_writable_dir, sha256_file, write_json_atomic
+from ..utils.io import atomic_dir, claim_output_dir, sha256_file, write_json_atomic
+from ..utils.progress import progress_bar
 from .patches import cast_add_time_proj, gates_forced_open, quiet_exporter
 from .validate import check_graph_shape, check_onnx_file, graph_report
 
 EXPORTERS = ("torchscript", "dynamo")
+# torch's dynamo exporter emits opset 18 and newer; asked for less it tries to down-convert, prints the
+# converter's traceback and still writes opset 18. The TorchScript exporter writes the opset it is asked for.
+DEFAULT_OPSET = {"torchscript": 17, "dynamo": 18}
+MIN_OPSET = {"torchscript": 1, "dynamo": 18}
 PROTOBUF_LIMIT = 2 * 1024**3  # a single ONNX protobuf cannot exceed 2 GB: weights go to external data
 FP32_KEPT = ("gate heads (LayerNorm -> Linear -> SiLU -> Linear for features and tokens, logits, logit-space "
              "threshold) run in fp32: fp16 rounding could flip gates near the threshold; timestep input is fp32")
@@ -68,9 +73,31 @@ class ExportResult:
                 f"IO spec and manifest beside it")
 
 
+def resolve_opset(exporter: str, opset: int | None) -> int:
+    """The opset to export with (None = the exporter's default), refused when the exporter cannot write it."""
+    if exporter not in EXPORTERS:
+        raise BadInputError(f"exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
+    if opset is None:
+        return DEFAULT_OPSET[exporter]
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET[exporter]:
+        raise BadInputError(f"--opset {opset!r} cannot be written by the {exporter} exporter (it needs "
+                            f">= {MIN_OPSET[exporter]}); pass --opset {DEFAULT_OPSET[exporter]} or leave it out")
+    return opset
+
+
+def saved_opset(model) -> int:
+    """The default-domain opset a loaded ONNX model really declares (what the manifest records)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
 def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str, gate_heads: str = "fp32") -> None:
     if exporter not in EXPORTERS:
         raise BadInputError(f"exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
+    bad = sorted({site for site, proc in gate_processors(unet).items()
+                  for p in proc.gate_head.parameters() if not torch.isfinite(p).all()})
+    if bad:
+        raise NonFiniteError(f"gate weights of {len(bad)} site(s) hold NaN or infinity (e.g. {bad[0]}); "
+                             "retrain or load other gates before exporting")
     backbone = unet.conv_in.weight.dtype
     if backbone != spec.torch_dtype:
         raise BadInputError(
@@ -175,10 +202,10 @@ def _stream_external(model, raw_dir: Path, path: Path, min_bytes: int = 1024) ->
     onnx.save_model(model, str(path))
 
 
-def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset: int = 17,
+def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset: int | None = None,
                 exporter: str = "torchscript", slim: bool = True, open_gates: bool = False,
                 external_data: bool | None = None, source: dict | None = None, progress: bool = True,
-                gate_heads: str = "fp32") -> ExportResult:
+                gate_heads: str = "fp32", force: bool = False) -> ExportResult:
     """Export ``unet`` (gates installed or not) to ``out_dir``: ``unet.onnx`` (+ ``unet.onnx.data`` over 2 GB),
     ``io_spec.json`` and ``manifest.json``. Written atomically: a failure leaves no folder at ``out_dir``
     (an existing export there is kept until the new one is complete).
@@ -187,19 +214,18 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
     ``open_gates`` exports a stock-equivalent graph (gates forced open, the heads left out). ``source`` is
     recorded in the manifest (``model``, ``seed``, ``gate_checkpoint``) so ``parity`` can rebuild the reference.
     ``gate_heads``: the dtype the gate heads were cast to (``cast_unet``); fp16 only in an fp16 export.
+    ``out_dir`` may be new, empty or a previous export; anything else only with ``force``. ``opset`` None = the
+    exporter's default (torchscript 17, dynamo 18); the manifest records the opset read back from the file.
     """
     import onnx
-    from tqdm.auto import tqdm
 
+    opset = resolve_opset(exporter, opset)
     _check_inputs(unet, spec, exporter, gate_heads)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"output path {out_dir} exists and is not a folder; choose another output folder")
-    if out_dir.exists():
-        ensure_writable_dir(out_dir)
+    out_dir = claim_output_dir(out_dir, ours=af.is_export_folder, what="a previous export (no export "
+                               "manifest.json)", force=force)
     start = time.perf_counter()
     steps = ["trace", "slim", "save", "check", "manifest"] if slim else ["trace", "save", "check", "manifest"]
-    bar = tqdm(total=len(steps), desc=f"export {spec.dtype}", disable=not progress, leave=False)
+    bar = progress_bar(progress, total=len(steps), desc=f"export {spec.dtype}", leave=False)
     timings = {}
 
     def step(name):
@@ -223,10 +249,12 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
             if slim:
                 model = _slim(onnx.load(str(raw / af.ONNX_NAME)))
                 step("slim")
+                opset = saved_opset(model)
                 report = graph_report(model)
                 external = _save(model, onnx_path, external_data, report.initializer_bytes)
             else:  # weights are never all in memory twice: stream them from the exporter's files
                 model = onnx.load(str(raw / af.ONNX_NAME), load_external_data=False)
+                opset = saved_opset(model)
                 report = graph_report(model)
                 external = _needs_external(external_data, report.initializer_bytes)
                 if external:

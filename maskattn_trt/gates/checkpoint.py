@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import GateConfig
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, NonFiniteError
 from ..utils.io import atomic_path
 from .install import (
     GateInstallation,
@@ -80,6 +80,8 @@ def save_gates(unet: nn.Module, path: str | os.PathLike, extra: dict | None = No
     """Write the installed gates to ``path`` (.safetensors), atomically."""
     installation = require_installation(unet)
     tensors = gate_tensors(unet)
+    if bad := _non_finite(tensors):
+        raise NonFiniteError(f"gate tensor {bad} holds NaN or infinity; not saving {path} (retrain with a lower lr)")
     meta = {
         "format": FORMAT,
         **installation.to_dict(),
@@ -119,7 +121,14 @@ def read_gate_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
             f"gate checkpoint {path} is corrupted: its tensors do not match the sha256 in its metadata; "
             "restore it from the original or re-save the gates"
         )
+    if bad := _non_finite(tensors):
+        raise CheckpointError(f"gate checkpoint {path}: tensor {bad} holds NaN or infinity; use gates from a healthy run")
     return tensors, meta
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first tensor holding NaN or infinity (None: all finite)."""
+    return next((name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
 
 
 def load_gates(unet: nn.Module, path: str | os.PathLike) -> dict:
@@ -236,9 +245,9 @@ def read_official_checkpoint(path: str | os.PathLike) -> tuple[GateConfig, list[
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise CheckpointError(
-            f"{path} could not be read as a weights-only torch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); expected the official code's gate_final.pt"
+        raise CheckpointError(  # not torch's text: it advises weights_only=False, i.e. running the file's code
+            f"{path} could not be read as a weights-only torch checkpoint ({type(exc).__name__}; it is truncated, "
+            "not a torch file, or holds objects other than tensors); expected the official code's gate_final.pt"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != OFFICIAL_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

@@ -20,6 +20,7 @@ import torch
 from ..errors import BadInputError, ParityError
 from ..runners.base import Runner
 from ..spec import GATE_PREFIX, OUTPUT_NAME, TOLERANCES
+from ..utils.progress import progress_bar
 
 
 @dataclass
@@ -211,8 +212,6 @@ def compare_runners(reference: Runner, others: dict[str, Runner], feeds: list[tu
     ``logit - logit(tau)`` on every inference (:func:`maskattn_trt.export.patches.recording_gate_margins`);
     with it, a site passes when every flip lies within ``gate_logit_margin`` of the threshold.
     """
-    from tqdm.auto import tqdm
-
     chosen = {}
     for name, runner in others.items():
         if tolerances is None:
@@ -221,7 +220,7 @@ def compare_runners(reference: Runner, others: dict[str, Runner], feeds: list[tu
             chosen[name] = tolerances[name] if name in tolerances else tolerances
     cases = []
     runners = [reference, *others.values()]
-    bar = tqdm(total=len(feeds) * len(others), desc="parity", disable=not progress, leave=False)
+    bar = progress_bar(progress, total=len(feeds) * len(others), desc="parity", leave=False)
     try:
         for runner in runners:
             runner.__enter__()

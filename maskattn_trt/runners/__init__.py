@@ -7,6 +7,6 @@ imported only when a runner is activated, so importing this package stays cheap.
 from .base import Runner
 from .eager import EagerRunner
 from .ort import OrtRunner
-from .trt import TrtRunner
+from .trt import TrtRunner, require_gpu
 
-__all__ = ["EagerRunner", "OrtRunner", "Runner", "TrtRunner"]
+__all__ = ["EagerRunner", "OrtRunner", "Runner", "TrtRunner", "require_gpu"]

@@ -21,6 +21,15 @@ from ..utils.tensorrt import device_compute_capability, load_flavour
 from .base import Runner
 
 
+def require_gpu(what: str) -> None:
+    """Refuse in one line, before any work, to run a TensorRT engine where there is no CUDA GPU."""
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError(
+            f"{what} needs a CUDA GPU and none is available here; TensorRT engines deserialize only on a GPU "
+            "(use --backend eager or onnxruntime on this machine)"
+        )
+
+
 class TrtRunner(Runner):
     """Runs a built engine (an :class:`~maskattn_trt.artifacts.EngineArtifact` or its path); refuses one whose manifest does not match the ONNX / gates / GPU (``force`` overrides)."""
 
@@ -45,11 +54,7 @@ class TrtRunner(Runner):
         return torch.device("cuda")
 
     def activate(self) -> None:
-        if not torch.cuda.is_available():
-            raise BackendUnavailableError(
-                f"running engine {self.engine_path} needs a CUDA GPU and none is available here; TensorRT engines "
-                "deserialize only on a GPU (use the eager or onnxruntime runner on this machine)"
-            )
+        require_gpu(f"running engine {self.engine_path}")
         self.mismatches = check_engine(self.engine_path, self.manifest, device_cc=device_compute_capability(),
                                        **self._checks)
         self.flavour = load_flavour(self.manifest.builder)

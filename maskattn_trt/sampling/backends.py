@@ -21,7 +21,7 @@ from ..gates import (
     load_gates,
     unet_fingerprint,
 )
-from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
+from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner, require_gpu
 from ..spec import DTYPES, Range, UNetIOSpec
 from ..utils.io import sha256_file
 
@@ -139,6 +139,7 @@ def _ort_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, thre
 def _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs) -> Backend:
     if not engine or onnx:
         raise BadInputError("--backend tensorrt needs --engine PATH (from `maskattn-trt build-engine`) and no --onnx")
+    require_gpu(f"--backend tensorrt (engine {engine})")
     artifact = open_engine(engine)
     given = _checkpoint_gates(unet, gates_path) if gates_path else {}
     runner = TrtRunner(artifact, gates_hash=_as_recorded(given, artifact.gates_hash))

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
-from ..utils.io import ensure_writable_dir, write_json_atomic
+from ..utils.io import check_output_location, write_json_atomic
+from ..utils.progress import progress_bar
 from .backends import Backend, load_model, open_backend
 from .gatemaps import GateMaps, render_grid, render_overlay
 from .images import image_stem, save_image, save_png
@@ -49,6 +50,13 @@ class GenerateReport:
     timings: dict[str, float] = field(default_factory=dict)  # load, encode, denoise, decode, write (seconds)
     steps: int = 0  # UNet calls made
     denoise_step_ms: list[float] = field(default_factory=list)  # per batch: denoise seconds / steps
+
+    def to_dict(self) -> dict:
+        """The machine-readable summary (``generate --json``)."""
+        return {"backend": self.backend, "images": [str(p) for p in self.images],
+                "timings_s": {k: round(v, 4) for k, v in self.timings.items()}, "unet_calls": self.steps,
+                "denoise_step_ms": [round(v, 3) for v in self.denoise_step_ms],
+                "images_per_s": round(self.images_per_s, 4)}
 
     @property
     def images_per_s(self) -> float:
@@ -111,16 +119,21 @@ def image_metadata(job: Job, request_model: str, settings: SampleSettings, backe
 
 
 def _bar(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    return progress_bar(enabled, total=total, desc=desc, unit="step", leave=False)
 
-    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not enabled)
+
+def _check_negative(settings: SampleSettings, negatives) -> None:
+    if not settings.cfg and any(negatives):
+        raise BadInputError(f"a negative prompt has no effect with --guidance {settings.guidance:g} (classifier-free "
+                            "guidance is off at <= 1); raise --guidance or drop the negative prompt")
 
 
 def generate(request: GenerateRequest) -> GenerateReport:
     """Generate every job of ``request`` into ``request.out``; returns the images and the timings."""
     jobs = build_jobs(list(request.prompts), request.seed, request.negative, request.images_per_prompt)
     groups = batches(jobs, request.batch)
-    out = ensure_writable_dir(request.out)
+    _check_negative(request.settings, [job.negative for job in jobs])
+    out = check_output_location(request.out)  # created at the first image: a failed run leaves no empty folder
     start = time.perf_counter()
     _, backend, sampler = _prepare(request.model, request.backend, request.onnx, request.engine, request.gates,
                                    request.settings, [len(g) for g in groups], request.threads)
@@ -201,7 +214,9 @@ class GateMapReport:
 def make_gate_maps(request: GateMapRequest) -> GateMapReport:
     """Generate the prompt's image while recording gates, then save image, grid, overlay (and JSON)."""
     if request.backend == "tensorrt":
-        raise BadInputError("gate maps run on --backend eager or onnxruntime (an export with --gate-outputs)")
+        raise BadInputError("gate maps do not run on --backend tensorrt (`gates` takes no --engine: engine outputs "
+                            "are not read back per site); use --backend eager --gates CKPT, or --backend "
+                            "onnxruntime --onnx DIR with an export made with --gate-outputs")
     steps = request.settings.steps
     chosen = sorted(set(request.steps_at)) if request.steps_at else list(range(steps))
     bad = [s for s in chosen if not 0 <= s < steps]
@@ -209,7 +224,10 @@ def make_gate_maps(request: GateMapRequest) -> GateMapReport:
         raise BadInputError(f"--steps-at {bad} outside 0..{steps - 1} (0-based step indices of {steps} steps)")
     if not request.prompt or not request.prompt.strip():
         raise BadInputError("gate maps need a non-empty --prompt")
-    out = ensure_writable_dir(request.out)
+    _check_negative(request.settings, [request.negative])
+    if request.json_path and request.json_path != "-":
+        check_output_location(request.json_path, folder=False, option="--json")
+    out = check_output_location(request.out)
     start = time.perf_counter()
     _, backend, sampler = _prepare(request.model, request.backend, request.onnx, None, request.gates,
                                    request.settings, [1], request.threads, gate_outputs=True)
@@ -234,13 +252,14 @@ def gate_maps_for(sampler: Sampler, backend: Backend, job: Job, chosen: list[int
         image = sampler.decode(result.latents)[0]
     maps = GateMaps.from_gates({s: g[0] for s, g in result.gates.items()}, cond.tokens, sampler.latent_size,
                                sampler.spec.gate_downsample, chosen)
-    stem = image_stem(job.index, job.prompt, job.seed)
     sidecar = image_metadata(job, model, settings, backend, {"denoise_s": round(result.seconds, 4)}, cond.truncated)
     sidecar["gate_steps"] = chosen
-    png, _ = save_image(out, stem, image, sidecar)
+    png, _ = save_image(out, image_stem(job.index, job.prompt, job.seed), image, sidecar,
+                        extensions=(".png", ".json", ".gates.png", ".overlay.png"))
+    stem = png.name.removesuffix(".png")
     title = f"{job.prompt[:60]} | seed {job.seed} | {backend.name} | steps {_steps_text(chosen, settings.steps)}"
-    grid = save_png(render_grid(maps, per_layer, title=title), out / f"{stem}.gates.png")
-    overlay = save_png(render_overlay(maps, image), out / f"{stem}.overlay.png")
+    grid = save_png(render_grid(maps, per_layer, title=title), out / f"{stem}.gates.png", overwrite=False)
+    overlay = save_png(render_overlay(maps, image), out / f"{stem}.overlay.png", overwrite=False)
     fractions = maps.open_fractions()
     fractions.update(prompt=job.prompt, seed=job.seed, backend=backend.name, gates_hash=backend.gates.get("gates_hash"))
     written = write_json_atomic(json_path, fractions) if json_path and json_path != "-" else None

@@ -10,6 +10,7 @@ The VAE decodes in fp32.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import BadInputError
+from ..errors import BadInputError, NonFiniteError
 from ..runners import Runner
 from ..spec import GATE_PREFIX, INPUT_NAMES, OUTPUT_NAME, time_ids
 from .schedulers import check_scheduler_name, make_scheduler, step_kwargs
@@ -39,9 +40,11 @@ class SampleSettings:
         check_scheduler_name(self.scheduler)
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise BadInputError(f"steps must be a positive integer; got {self.steps!r}")
-        if not self.guidance >= 0:
-            raise BadInputError(f"guidance must be >= 0 (1 or less disables classifier-free guidance); "
-                                f"got {self.guidance!r}")
+        if not (isinstance(self.guidance, (int, float)) and 0 <= self.guidance < math.inf):
+            raise BadInputError(f"guidance must be a finite number >= 0 (1 or less disables classifier-free "
+                                f"guidance); got {self.guidance!r}")
+        if not (isinstance(self.eta, (int, float)) and 0 <= self.eta <= 1):
+            raise BadInputError(f"eta must lie in [0, 1]; got {self.eta!r}")
         for label, value in (("height", self.height), ("width", self.width)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 8:
                 raise BadInputError(f"{label} must be a positive multiple of 8 pixels; got {value!r}")
@@ -184,6 +187,10 @@ class Sampler:
                     on_step(i)
             gates = {site: acc / max(recorded, 1) for site, acc in sums.items()} if sites else None
             _sync(self.device)
+            if not bool(torch.isfinite(latents).all()):
+                raise NonFiniteError(f"the {self.runner.name} backend produced NaN or infinite latents after {s.steps} "
+                                     f"steps (guidance {s.guidance:g}, {s.scheduler}); check the gates / export with "
+                                     "`maskattn-trt parity`, or try another scheduler or fp32")
         return DenoiseResult(latents, gates, time.perf_counter() - start, s.steps)
 
     # ------------------------------------------------------------------ decode
@@ -200,5 +207,8 @@ class Sampler:
             else:
                 latents = latents / cfg.scaling_factor
             image = vae.decode(latents, return_dict=False)[0]
+            if not bool(torch.isfinite(image).all()):
+                raise NonFiniteError("the VAE decoded NaN or infinite pixels (the SDXL VAE overflows in fp16: keep it "
+                                     "fp32); no image was written")
             image = (image / 2 + 0.5).clamp(0, 1)
         return (image.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)

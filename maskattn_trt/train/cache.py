@@ -17,7 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import BadInputError
-from ..utils.io import atomic_dir, sha256_json
+from ..utils.io import atomic_dir, claim_output_dir, sha256_json
+from ..utils.progress import progress_bar
 from .data import ImageCaptionDataset, Record, collate
 from .objective import encode_captions, encode_images
 from .recipe import DataSection
@@ -51,13 +52,14 @@ def cache_is_current(cache_dir: str | Path, signature: str) -> bool:
 
 def ensure_cache(pipe, records: list[Record], section: DataSection, seed: int, device, batch_size: int = 8,
                  progress: bool = True) -> Path:
-    """Build ``section.cache_dir`` unless it already holds a cache of exactly these samples and encoders."""
-    from tqdm.auto import tqdm
-
+    """Build ``section.cache_dir`` unless it already holds a cache of exactly these samples and encoders (a
+    stale cache of ours is replaced; a non-empty folder that is not a cache is refused)."""
     cache_dir = Path(section.cache_dir)
     signature = cache_signature(records, section, seed, pipe)
     if cache_is_current(cache_dir, signature):
         return cache_dir
+    claim_output_dir(cache_dir, ours=lambda folder: (folder / INDEX).is_file(),
+                     what=f"a latent cache (no {INDEX})", option="data.cache_dir")
     dataset = ImageCaptionDataset(records, section, seed)
     shards, buffer, count = [], {key: [] for key in KEYS}, 0
     with atomic_dir(cache_dir) as tmp:
@@ -72,7 +74,7 @@ def ensure_cache(pipe, records: list[Record], section: DataSection, seed: int, d
             shards.append({"file": name, "rows": int(tensors["time_ids"].shape[0])})
             buffer = {key: [] for key in KEYS}
 
-        bar = tqdm(total=len(dataset), desc="cache", unit="sample", disable=not progress)
+        bar = progress_bar(progress, total=len(dataset), desc="cache", unit="sample")
         for first in range(0, len(dataset), batch_size):
             batch = collate([dataset[(0, i)] for i in range(first, min(first + batch_size, len(dataset)))])
             bar.update(batch["size"] + len(batch["bad"]))

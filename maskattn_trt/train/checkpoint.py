@@ -26,6 +26,8 @@ from ..utils.io import atomic_dir
 FORMAT = "maskattn-trt-train-v1"
 GATES_FILE = "gates.safetensors"
 TRAINER_FILE = "trainer.pt"
+RECIPE_FILE = "recipe.json"  # written first by every run: marks a run folder as ours
+FINAL_GATES = "gates.safetensors"  # <out>/gates.safetensors: the finished run's gates
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
@@ -66,6 +68,29 @@ def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     dirs = checkpoint_dirs(out_dir)
     return dirs[-1] if dirs else None
+
+
+def is_run_folder(out_dir: str | Path) -> bool:
+    """True for a folder a training run wrote (its recipe.json, checkpoints or final gates)."""
+    out_dir = Path(out_dir)
+    return any((out_dir / name).exists() for name in (RECIPE_FILE, "checkpoints", FINAL_GATES))
+
+
+def has_progress(out_dir: str | Path) -> bool:
+    """True when a run folder holds work that starting over would overwrite (a checkpoint or final gates)."""
+    return latest_checkpoint(out_dir) is not None or (Path(out_dir) / FINAL_GATES).is_file()
+
+
+def clear_run(out_dir: str | Path) -> None:
+    """Remove a previous run's checkpoints and final gates (``train --force``): a new run must not resume from
+    or be mistaken for the old one's higher steps."""
+    out_dir = Path(out_dir)
+    root = out_dir / "checkpoints"
+    if root.is_dir():
+        for path in root.iterdir():
+            if path.is_dir() and _STEP_DIR.match(path.name):
+                shutil.rmtree(path)
+    (out_dir / FINAL_GATES).unlink(missing_ok=True)
 
 
 def save_checkpoint(out_dir: str | Path, unet, state: TrainerState, keep: int) -> Path:

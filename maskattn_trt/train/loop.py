@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteError
 from ..gates import (
     gate_heads,
     gate_installation,
@@ -35,7 +36,7 @@ from ..gates import (
 )
 from ..models import load_pipeline
 from ..spec import TRAIN_DTYPES
-from ..utils.io import ensure_writable_dir, write_json_atomic
+from ..utils.io import claim_output_dir, ensure_writable_dir, write_json_atomic
 from . import checkpoint as ckpt
 from . import distributed
 from .cache import CachedDataset, ensure_cache
@@ -170,12 +171,35 @@ def _callbacks(recipe: Recipe, out_dir: Path, extra: list[Callback] | None) -> l
     return found + list(extra or [])
 
 
+def claim_run_folder(out_dir: Path, resume, force: bool) -> None:
+    """The run-folder rules, checked before any work: a new run needs a new, empty or unfinished-run folder
+    (``force`` starts over, deleting the old checkpoints and gates); ``resume`` needs a run with a checkpoint."""
+    claim_output_dir(out_dir, ours=ckpt.is_run_folder, what="a training run (no recipe.json / checkpoints)",
+                     force=force)
+    if resume is True or str(resume) == "auto":
+        if not ckpt.is_run_folder(out_dir):
+            raise ConfigError(f"--resume: {out_dir} holds no training run (new, empty or foreign folder); drop "
+                              "--resume to start a new run there")
+        if ckpt.latest_checkpoint(out_dir) is None:
+            raise ConfigError(f"--resume: run {out_dir} has no checkpoint yet (it stopped before the first one); "
+                              "start it again without --resume")
+    elif not resume and ckpt.has_progress(out_dir):
+        if not force:
+            latest = ckpt.latest_checkpoint(out_dir)
+            where = f"checkpoint {latest.name}" if latest else "finished gates"
+            raise ConfigError(f"{out_dir} already holds a training run ({where}); continue it with --resume, "
+                              "or pass --force to start over (its checkpoints and gates are deleted)")
+        ckpt.clear_run(out_dir)
+
+
 def train(recipe: Recipe, *, pipe=None, resume: str | Path | bool | None = None, stop_after: int | None = None,
-          callbacks: list[Callback] | None = None) -> TrainResult:
+          callbacks: list[Callback] | None = None, force: bool = False) -> TrainResult:
     """Train the gate heads of ``recipe`` (on ``pipe`` if given, else ``recipe.model.model``).
 
-    ``resume``: True / 'auto' (latest checkpoint of the run folder, if any) or a checkpoint folder.
+    ``resume``: True / 'auto' (latest checkpoint of the run folder) or a checkpoint folder.
     ``stop_after``: stop after this many steps of this run, with a checkpoint (for time-limited jobs).
+    ``force``: start over in a folder holding another run (its checkpoints and gates are deleted).
+    Ctrl-C (KeyboardInterrupt) between steps writes a checkpoint of the last completed step, then re-raises.
     """
     started = time.perf_counter()
     ctx = distributed.init_distributed(recipe.model.device)
@@ -183,25 +207,31 @@ def train(recipe: Recipe, *, pipe=None, resume: str | Path | bool | None = None,
     # CPUs (measured: tiny UNet steps from 80 ms to 5-10 s). Flush them to zero while training on CPU.
     flush = ctx.device.type == "cpu" and torch.set_flush_denormal(True)
     try:
-        return _train(recipe, ctx, pipe, resume, stop_after, callbacks, started)
+        return _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force)
     finally:
         if flush:
             torch.set_flush_denormal(False)
         distributed.shutdown(ctx)
 
 
-def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainResult:
+def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> TrainResult:
     out_dir = Path(recipe.train.out_dir)
     if ctx.is_main:
-        ensure_writable_dir(out_dir)
-        write_json_atomic(out_dir / "recipe.json", recipe.to_dict())
-    accum = recipe.train.grad_accum(ctx.world_size)
-    calls = _callbacks(recipe, out_dir, callbacks) if ctx.is_main else []  # fails early if TensorBoard is missing
+        claim_run_folder(out_dir, resume, force)
+    distributed.barrier(ctx)
     resume_dir = ckpt.resolve_resume(resume, out_dir)
     state = ckpt.load_trainer_state(resume_dir) if resume_dir else None
     if state is not None and state.recipe.get("gates") != recipe.to_dict()["gates"]:
         raise ConfigError(f"cannot resume from {resume_dir}: it trained gates {state.recipe.get('gates')}, "
                           f"this recipe asks for {recipe.to_dict()['gates']}")
+    if state is not None and state.step >= recipe.train.steps:
+        raise ConfigError(f"run {out_dir} is already at step {state.step} (train.steps={recipe.train.steps}): "
+                          "nothing to do; pass a larger --steps to train further")
+    if ctx.is_main:
+        ensure_writable_dir(out_dir)
+        write_json_atomic(out_dir / "recipe.json", recipe.to_dict())
+    accum = recipe.train.grad_accum(ctx.world_size)
+    calls = _callbacks(recipe, out_dir, callbacks) if ctx.is_main else []  # fails early if TensorBoard is missing
 
     pipe = prepare_pipeline(recipe, pipe, ctx.device)
     unet, dtype = pipe.unet, TRAIN_DTYPES[recipe.model.precision]
@@ -237,56 +267,77 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainRe
     losses, open_fraction, last_ckpt = [], {}, None
     clip = recipe.optim.grad_clip if recipe.optim.grad_clip > 0 else float("inf")
     end = total if stop_after is None else min(total, step + stop_after)
-    while step < end:
-        t0 = time.perf_counter()
-        lr = learning_rate(step, recipe.optim, total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logged = (step + 1) % recipe.log.every == 0 or step + 1 == end
-        set_gate_recording(unet, logged)
-        step_loss = 0.0
-        for micro in range(accum):
-            while True:  # a batch whose every sample is bad is skipped as a whole
-                batch = next(batches)
-                epoch, batch_index = sampler.position_after(epoch, batch_index)
-                for reason, where in batch["bad"]:
-                    skipped.skip(reason, where)
-                if batch["size"]:
-                    break
-            cond = objective.conditioning(pipe, batch, ctx.device)
-            generator = torch.Generator(ctx.device).manual_seed(step_seed(recipe.train.seed, ctx.rank, step, micro))
-            sync = micro == accum - 1 or not ctx.enabled
-            with contextlib.nullcontext() if sync else model.no_sync():
-                loss = objective.loss(model, cond, generator, dtype) / accum
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-            step_loss += loss.item()
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(step_loss)
-        record = {"step": step, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
-                  "samples_per_s": recipe.train.batch_size * accum * ctx.world_size / (time.perf_counter() - t0),
-                  "logged": logged}
-        if logged:
-            record["loss"] = distributed.mean_over_ranks(step_loss, ctx)
-            open_fraction = {site: g.float().mean().item() for site, g in recorded_gates(unet).items()}
-            record["open_fraction"] = open_fraction
-            record["elapsed_s"] = time.perf_counter() - started
-            set_gate_recording(unet, False)
-        for cb in calls:
-            cb.on_step(record)
-        every = recipe.checkpoint.every
-        if (every and step % every == 0) or step == end:
-            last_ckpt = _checkpoint(recipe, ctx, unet, optimizer, scaler, step, (epoch, batch_index * global_batch))
+    committed, writing = (epoch, batch_index * global_batch), False
+    try:
+        while step < end:
+            t0 = time.perf_counter()
+            lr = learning_rate(step, recipe.optim, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logged = (step + 1) % recipe.log.every == 0 or step + 1 == end
+            set_gate_recording(unet, logged)
+            step_loss = 0.0
+            for micro in range(accum):
+                while True:  # a batch whose every sample is bad is skipped as a whole
+                    batch = next(batches)
+                    epoch, batch_index = sampler.position_after(epoch, batch_index)
+                    for reason, where in batch["bad"]:
+                        skipped.skip(reason, where)
+                    if batch["size"]:
+                        break
+                cond = objective.conditioning(pipe, batch, ctx.device)
+                generator = torch.Generator(ctx.device).manual_seed(step_seed(recipe.train.seed, ctx.rank, step, micro))
+                sync = micro == accum - 1 or not ctx.enabled
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    loss = objective.loss(model, cond, generator, dtype) / accum
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                step_loss += loss.item()
+            if not math.isfinite(step_loss):
+                raise NonFiniteError(_non_finite(f"the training loss is {step_loss}", step + 1, lr, last_ckpt))
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
+            if scaler is not None:
+                scaler.step(optimizer)  # skips steps with non-finite gradients and lowers its scale
+                scaler.update()
+            else:
+                if not math.isfinite(grad_norm):
+                    raise NonFiniteError(_non_finite(f"the gradient norm is {grad_norm}", step + 1, lr, last_ckpt))
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                raise NonFiniteError(_non_finite("gate weights became NaN or infinite", step + 1, lr, last_ckpt))
+            step += 1
+            committed = (epoch, batch_index * global_batch)
+            losses.append(step_loss)
+            record = {"step": step, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+                      "samples_per_s": recipe.train.batch_size * accum * ctx.world_size / (time.perf_counter() - t0),
+                      "logged": logged}
+            if logged:
+                record["loss"] = distributed.mean_over_ranks(step_loss, ctx)
+                open_fraction = {site: g.float().mean().item() for site, g in recorded_gates(unet).items()}
+                record["open_fraction"] = open_fraction
+                record["elapsed_s"] = time.perf_counter() - started
+                set_gate_recording(unet, False)
             for cb in calls:
-                cb.on_checkpoint(last_ckpt)
+                cb.on_step(record)
+            every = recipe.checkpoint.every
+            if (every and step % every == 0) or step == end:
+                writing = True
+                last_ckpt = _checkpoint(recipe, ctx, unet, optimizer, scaler, step, committed)
+                writing = False
+                for cb in calls:
+                    cb.on_checkpoint(last_ckpt)
+    except KeyboardInterrupt:
+        # Ctrl-C: keep the work done so far, as --stop-after would (one process only: a checkpoint of a
+        # multi-process run needs every process). Not while a checkpoint is being written: that one is
+        # atomic and the previous checkpoint stays the latest.
+        saved = last_ckpt is not None and last_ckpt.name == f"step-{step:08d}"
+        if ctx.enabled or writing or step == start_step or saved:
+            raise
+        last_ckpt = _checkpoint(recipe, ctx, unet, optimizer, scaler, step, committed)
+        print(f"interrupted: wrote checkpoint {last_ckpt} (step {step}); continue with --resume", file=sys.stderr)
+        raise
     del batches
     set_gate_recording(unet, False)
     if recipe.model.gradient_checkpointing:
@@ -307,6 +358,12 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started) -> TrainRe
     for cb in calls:
         cb.on_end({"result": result})
     return result
+
+
+def _non_finite(what: str, step: int, lr: float, last_ckpt: Path | None) -> str:
+    where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written"
+    return (f"{what} at step {step} (learning rate {lr:g}); lower optim.lr or check the data and precision; "
+            f"{where}")
 
 
 def _checkpoint(recipe, ctx, unet, optimizer, scaler, step, position) -> Path:

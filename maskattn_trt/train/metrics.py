@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 from ..errors import BackendUnavailableError
+from ..utils.io import strict_json
+from ..utils.progress import progress_bar
 
 
 class Callback:
@@ -35,10 +37,8 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_start(self, info: dict) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=info["steps"], initial=info["start_step"], desc="train", unit="step",
-                        disable=self.disable, dynamic_ncols=True)
+        self.bar = progress_bar(not self.disable, total=info["steps"], initial=info["start_step"], desc="train",
+                                unit="step", dynamic_ncols=True)
 
     def on_step(self, record: dict) -> None:
         self.bar.update(1)
@@ -68,7 +68,7 @@ class JsonlMetrics(Callback):
     def on_step(self, record: dict) -> None:
         if record.get("logged"):
             with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({k: v for k, v in record.items() if k != "logged"}, sort_keys=True) + "\n")
+                handle.write(strict_json({k: v for k, v in record.items() if k != "logged"}, sort_keys=True) + "\n")
 
 
 class TensorBoard(Callback):

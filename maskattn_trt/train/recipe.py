@@ -17,6 +17,7 @@ Overrides are ``section.key=value`` strings whose value is read as TOML (``optim
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,29 @@ PREDICTION_TYPES = ("auto", "epsilon", "v_prediction")
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+               "tuple[float, float]": "two numbers, e.g. [0.9, 0.999]"}
+
+
+def _typed(where: str, annotation: str, value: Any) -> Any:
+    """``value`` checked against a field's annotation (TOML types): the key and expected type on a mismatch;
+    numbers must be finite. Fields of other types are checked by their section."""
+    expected = _TYPE_NAMES.get(annotation)
+    if expected is None:
+        return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool), "float": number,
+          "str": isinstance(value, str), "bool": isinstance(value, bool),
+          "tuple[float, float]": isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)}[annotation]
+    if not ok:
+        raise ConfigError(f"{where} must be {expected}; got {value!r} ({type(value).__name__})")
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise ConfigError(f"{where} must be a finite number; got {value!r}")
+    return float(value) if annotation == "float" else value
 
 
 @dataclass(frozen=True)
@@ -89,7 +113,7 @@ class OptimSection:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        _check(self.lr > 0, f"optim.lr must be positive; got {self.lr}")
+        _check(0 < self.lr < math.inf, f"optim.lr must be a positive finite number; got {self.lr}")
         _check(self.weight_decay >= 0, "optim.weight_decay must be >= 0")
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"optim.betas must be two values in [0, 1); got {self.betas}")
         _check(self.warmup_steps >= 0, "optim.warmup_steps must be >= 0")
@@ -180,6 +204,8 @@ class Recipe:
                     f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in bad)}; "
                     f"[{name}] accepts {', '.join(sorted(known))}"
                 )
+            fields = {f.name: f.type for f in dataclasses.fields(section_cls)}
+            value = {k: _typed(f"{source}: {name}.{k}", str(fields[k]), v) for k, v in value.items()}
             try:
                 built[name] = section_cls(**value)
             except TypeError as exc:

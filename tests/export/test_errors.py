@@ -24,10 +24,11 @@ def test_failed_export_leaves_nothing_and_keeps_previous(tmp_path):
     out = tmp_path / "export"
     out.mkdir()
     (out / "previous.txt").write_text("an earlier export")
+    (out / "manifest.json").write_text('{"format": "maskattn-trt-export-v1"}')  # ours: export may replace it
     with pytest.raises(ExportError, match="failed"):
         export_unet(unet, out, spec, opset=6, progress=False)  # the exporter rejects this opset
     assert _leftovers(tmp_path) == ["export"]  # no temporary folder left behind
-    assert _leftovers(out) == ["previous.txt"]  # the previous export is untouched
+    assert _leftovers(out) == ["manifest.json", "previous.txt"]  # the previous export is untouched
 
 
 def test_dtype_mismatch_is_refused(tmp_path):
