@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -122,7 +123,9 @@ def export_component(module: nn.Module, out_dir: str | Path, spec, *, opset: int
         with atomic_dir(out_dir) as tmp:
             raw = tmp / ".raw.onnx"
             try:
-                with torch.no_grad(), quiet_exporter():
+                with torch.no_grad(), quiet_exporter(), warnings.catch_warnings():
+                    # CLIP's pooled output gathers the EOS position found by argmax: never a negative index
+                    warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
                     torch.onnx.export(graph, tuple(feed[n] for n in spec.input_names), str(raw), dynamo=False,
                                       input_names=list(spec.input_names), output_names=list(spec.output_names),
                                       dynamic_axes=spec.dynamic_axes(), opset_version=opset,

@@ -39,19 +39,17 @@ class VaeDecoderGraph(nn.Module):
         super().__init__()
         self.vae = vae
         self.spec = spec
-        dtype = next(vae.parameters()).dtype
         if spec.latents_mean is not None:
-            mean = torch.tensor(spec.latents_mean, dtype=dtype).view(1, -1, 1, 1)
-            std = torch.tensor(spec.latents_std, dtype=dtype).view(1, -1, 1, 1)
-            self.register_buffer("scale", std / spec.scaling_factor, persistent=False)
-            self.register_buffer("shift", mean, persistent=False)
-        else:
-            self.register_buffer("scale", torch.full((1, 1, 1, 1), 1.0 / spec.scaling_factor, dtype=dtype),
-                                 persistent=False)
-            self.register_buffer("shift", torch.zeros((1, 1, 1, 1), dtype=dtype), persistent=False)
+            self.register_buffer("mean", torch.tensor(spec.latents_mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(spec.latents_std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, latent):
-        image = self.vae.decode(latent * self.scale.to(latent) + self.shift.to(latent), return_dict=False)[0]
+        # exactly diffusers' SDXL pipeline arithmetic (same operations, same order)
+        if self.spec.latents_mean is not None:
+            latent = latent * self.std.to(latent) / self.spec.scaling_factor + self.mean.to(latent)
+        else:
+            latent = latent / self.spec.scaling_factor
+        image = self.vae.decode(latent, return_dict=False)[0]
         return image / 2 + 0.5
 
 
