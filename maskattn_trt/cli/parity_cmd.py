@@ -17,7 +17,7 @@ from .options import json_option, seed_option
 @click.option("--model", default=None, help="Reference model (default: the one recorded in the export manifest).")
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
               help="Gate checkpoint of the reference (default: the one recorded in the manifest).")
-@click.option("--engine", "engine_path", type=click.Path(dir_okay=False, exists=True), default=None,
+@click.option("--engine", "engine_path", type=click.Path(exists=True), default=None,
               help="Also compare a TensorRT engine built from this export, or an engine folder for an export tree "
                    "(needs a GPU).")
 @click.option("--providers", default=None,

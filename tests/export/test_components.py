@@ -135,3 +135,14 @@ def test_options_that_do_not_apply_to_a_component_are_refused(tmp_path):
                                                                                      num_hidden_layers=1,
                                                                                      num_attention_heads=2)))
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_exports_a_component_and_checks_its_parity(run_cli, tree, tmp_path):
+    code, out, err = run_cli("export", "--component", "text_encoder", "--batch", "1:1:2", "--out", tmp_path / "te")
+    assert code == 0, err
+    assert "text_encoder: input_ids -> hidden_states; batch 1:1:2" in out
+    code, out, err = run_cli("parity", "--onnx", tree / "vae_decoder")
+    assert code == 0, err
+    assert "onnxruntime: image max abs <= 0.001" in out and "parity passed" in out
+    code, _, err = run_cli("export", "--component", "vae_decoder", "--dtype", "fp16", "--out", tmp_path / "v")
+    assert code != 0 and "--vae-dtype" in err

@@ -112,3 +112,13 @@ def test_image_sizes_outside_the_vae_export_are_refused_before_any_work(tree, tm
         generate(GenerateRequest(prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
                                  backend="onnxruntime", onnx=tree, progress=False))
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_cli_generate_reports_who_ran_each_component(run_cli, tree, tmp_path):
+    code, out, err = run_cli("generate", "--backend", "onnxruntime", "--onnx", tree, "--components",
+                             "unet,vae_decoder", "--prompt", PROMPT, "--steps", "2", "--out", tmp_path, "--no-progress")
+    assert code == 0, err
+    assert "(onnxruntime: unet, vae_decoder; eager: text_encoder, text_encoder_2)" in out
+    code, _, err = run_cli("generate", "--backend", "onnxruntime", "--onnx", tree, "--components", "vae_decoder",
+                           "--prompt", PROMPT, "--out", tmp_path)
+    assert code != 0 and "includes unet" in err
