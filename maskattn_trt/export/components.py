@@ -12,6 +12,7 @@ synthetic test image), eagerly in fp16 and with ONNX Runtime, and refused when t
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -121,7 +122,9 @@ def export_component(module: nn.Module, out_dir: str | Path, spec, *, opset: int
     check = {}
     with tqdm(total=3, desc=f"export {spec.component} {spec.dtype}", disable=not progress, leave=False) as bar:
         with atomic_dir(out_dir) as tmp:
-            raw = tmp / ".raw.onnx"
+            raw_dir = tmp / ".raw"  # over 2 GB (SDXL's text_encoder_2 in fp32) the exporter writes weight files here
+            raw_dir.mkdir()
+            raw = raw_dir / name
             try:
                 with torch.no_grad(), quiet_exporter(), warnings.catch_warnings():
                     # CLIP's pooled output gathers the EOS position found by argmax: never a negative index
@@ -134,8 +137,8 @@ def export_component(module: nn.Module, out_dir: str | Path, spec, *, opset: int
                 raise ExportError(f"torch.onnx.export of the {spec.component} failed: "
                                   f"{str(exc).splitlines()[0]}") from exc
             bar.update(1)
-            model = onnx.load(str(raw))
-            raw.unlink()
+            model = onnx.load(str(raw))  # with its external data, if the exporter wrote any
+            shutil.rmtree(raw_dir)
             if slim:
                 model = _slim(model)
             report = graph_report(model)
