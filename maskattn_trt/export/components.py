@@ -139,9 +139,11 @@ def export_component(module: nn.Module, out_dir: str | Path, spec, *, opset: int
             bar.update(1)
             model = onnx.load(str(raw))  # with its external data, if the exporter wrote any
             shutil.rmtree(raw_dir)
-            if slim:
-                model = _slim(model)
             report = graph_report(model)
+            slimmed = slim and not _needs_external(None, report.initializer_bytes)  # onnxslim fails over 2 GB
+            if slimmed:
+                model = _slim(model)
+                report = graph_report(model)
             external = _needs_external(None, report.initializer_bytes)
             if external:
                 onnx.save_model(model, str(tmp / name), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -163,7 +165,7 @@ def export_component(module: nn.Module, out_dir: str | Path, spec, *, opset: int
             manifest = {
                 "format": af.EXPORT_FORMAT, "component": spec.component, "created": af.now_utc(), "onnx": name,
                 "onnx_sha256": files[name]["sha256"], "files": files, "external_data": bool(external),
-                "dtype": spec.dtype, "opset": opset, "exporter": "torchscript", "slimmed": slim,
+                "dtype": spec.dtype, "opset": opset, "exporter": "torchscript", "slimmed": slimmed,
                 "static": all(getattr(spec, k).min == getattr(spec, k).max for k in spec.DIMS),
                 "open_gates": False, "gates_hash": None, "gates": None, "gate_checkpoint": None,
                 "model": source.get("model"), "seed": source.get("seed"), "graph": report.to_dict(),
