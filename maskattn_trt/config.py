@@ -12,6 +12,7 @@ from .errors import ConfigError
 STAGES = ("high", "mid", "low", "all")
 PLACEMENTS = ("encoder", "decoder", "encoder_decoder")
 TRAINING_FORMS = ("additive", "renormalized")
+FLOAT32_MAX = 3.4028234663852886e38  # largest finite float32 (torch.finfo(torch.float32).max)
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class GateConfig:
             up_blocks.0, the paper's default), ``low`` (mid_block) or ``all``.
         placement: ``encoder`` (down blocks), ``decoder`` (up blocks) or ``encoder_decoder`` (both; the
             mid block counts as part of either only in this placement).
-        threshold: probability threshold tau of the hard gate, in (0, 1). Applied in logit space.
+        threshold: probability threshold tau of the hard gate, in [0, 1] (as the official code allows). Applied
+            in logit space; 0 opens every token, 1 closes every token (each row keeps its most probable one).
         negative_value: finite additive value for closed tokens (fp16-safe; -1e4 as in the official code).
         hidden_size: hidden width h of the gate MLPs.
         share_heads: one gate head per (stage, feature width) instead of one per layer.
@@ -44,11 +46,12 @@ class GateConfig:
             raise ConfigError(f"gate stage must be one of {', '.join(STAGES)}; got {self.stage!r}")
         if self.placement not in PLACEMENTS:
             raise ConfigError(f"gate placement must be one of {', '.join(PLACEMENTS)}; got {self.placement!r}")
-        if not isinstance(self.threshold, (int, float)) or not 0.0 < float(self.threshold) < 1.0:
-            raise ConfigError(
-                f"gate threshold must lie strictly between 0 and 1 (it is compared in logit space); "
-                f"got {self.threshold!r}"
-            )
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, (int, float))
+            or not 0.0 <= float(self.threshold) <= 1.0
+        ):
+            raise ConfigError(f"gate threshold must be a probability between 0 and 1; got {self.threshold!r}")
         if not isinstance(self.negative_value, (int, float)) or not (
             -6.0e4 <= float(self.negative_value) < 0.0
         ):
@@ -67,8 +70,17 @@ class GateConfig:
 
     @property
     def threshold_logit(self) -> float:
-        """logit(tau): p > tau  <=>  z > logit(tau), so inference never needs the sigmoid."""
+        """logit(tau): p > tau  <=>  z > logit(tau), so inference never needs the sigmoid.
+
+        logit(0) = -inf and logit(1) = +inf are clamped to the largest finite float32 (the gate clamps again to
+        its logits' dtype): for every finite logit the comparison gives the same answer, and an exported graph
+        holds a finite constant.
+        """
         tau = float(self.threshold)
+        if tau <= 0.0:
+            return -FLOAT32_MAX
+        if tau >= 1.0:
+            return FLOAT32_MAX
         return math.log(tau / (1.0 - tau))
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ COMMANDS = {
     "generate": "generate_cmd:generate",
     "gates": "generate_cmd:gates",
     "train": "train_cmd:train",
+    "serve": "serve_cmd:serve",
 }
 
 _HELP = {
@@ -38,6 +39,7 @@ _HELP = {
     "generate": "Generate images from prompts with any backend.",
     "gates": "Save per-token gate maps for a prompt.",
     "train": "Train gate heads on a frozen SDXL.",
+    "serve": "Serve images over HTTP (Ray Serve, batched).",
 }
 
 

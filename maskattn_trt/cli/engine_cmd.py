@@ -28,7 +28,8 @@ from .options import gates_option
               help="Timing cache file, loaded if present and saved after the build (standard TensorRT).")
 @click.option("--refittable", is_flag=True, help="Make the gate-head weights refittable (`maskattn-trt refit`).")
 @click.option("--compute-capability", "ccs", multiple=True,
-              help="TensorRT-RTX target GPU: SM75|SM80|SM86|SM89|SM120 (repeatable; default SM89).")
+              help="TensorRT-RTX target GPU: SM75|SM80|SM86|SM89|SM120 (repeatable; default SM89; SM75: fp16 "
+                   "exports with --gate-heads fp16 only).")
 @click.option("--verbose", is_flag=True, help="Print the builder's verbose log.")
 def build_engine(onnx_path, out, builder, batch, height, width, static, opt_level, workspace, timing_cache,
                  refittable, ccs, verbose):

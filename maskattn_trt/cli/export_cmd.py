@@ -26,6 +26,8 @@ from .options import dtype_option, model_option, seed_option
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
               help="torch.onnx exporter (torchscript: fast, valid fp16 as is; dynamo: lower peak memory).")
 @click.option("--no-slim", is_flag=True, help="Skip the onnxslim clean-up / constant folding pass.")
+@click.option("--gate-heads", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Gate head precision; fp16 (with --dtype fp16) for Turing / SM75 engines, which have no fp32 GEMM.")
 @click.option("--component", type=click.Choice(["unet", "text_encoder", "text_encoder_2", "vae_decoder", "all"]),
               default="unet", show_default=True,
               help="Which graph; 'all' writes one folder per component under --out (an export tree).")
@@ -33,7 +35,7 @@ from .options import dtype_option, model_option, seed_option
               help="VAE decoder precision (fp16 is refused when a real latent decodes to non-finite values).")
 @seed_option
 def export(model, gates_path, open_gates, out, dtype, opset, batch, height, width, static, gate_outputs, exporter,
-           no_slim, component, vae_dtype, seed):
+           no_slim, gate_heads, component, vae_dtype, seed):
     """Export the gated UNet (or a text encoder / the VAE decoder / all of them) as ONNX graphs
     (+ io_spec.json + manifest.json per folder).
 
@@ -51,8 +53,8 @@ def export(model, gates_path, open_gates, out, dtype, opset, batch, height, widt
     request = ExportRequest(
         out=Path(out), model=model, gates=Path(gates_path) if gates_path else None, open_gates=open_gates,
         dtype=dtype, opset=opset, batch=batch, height=height, width=width, static=static,
-        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed, component=component,
-        vae_dtype=vae_dtype,
+        gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed, gate_heads=gate_heads,
+        component=component, vae_dtype=vae_dtype,
     )
     for result in export_components(request):
         _report(result)

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
 from ..artifacts import (
     EngineManifest,
     ExportArtifact,
@@ -128,12 +130,40 @@ def check_io_names(network, io_spec: IOSpec) -> None:
         )
 
 
-def _parse(flavour: Flavour, builder, export: ExportArtifact, refittable: bool, logger):
+def fp32_gemms(model) -> list[str]:
+    """Names of the MatMul / Gemm nodes of an ONNX graph that compute in fp32 (type inference, no weights)."""
+    float32 = onnx.TensorProto.FLOAT
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # inference is best effort: without it, the builder's own error stands
+        return []
+    types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
+    types.update({init.name: init.data_type for init in graph.initializer})
+    gemms = (n for n in graph.node if n.op_type in ("MatMul", "Gemm"))
+    return [n.name or n.output[0] for n in gemms if types.get(n.output[0]) == float32]
+
+
+def _refuse_fp32_on_turing(model, export: ExportArtifact, ccs) -> None:
+    """TensorRT-RTX cannot compile an fp32 GEMM for Turing (measured, 1.7.1: 'FP32 GEMM is not supported')."""
+    fp32 = fp32_gemms(model) if "SM75" in ccs else []
+    if fp32:
+        heads = all("gate_head" in name for name in fp32)
+        remedy = ("re-export with --dtype fp16 --gate-heads fp16" if heads else "re-export with --dtype fp16 (gated: "
+                  "add --gate-heads fp16)")
+        raise BadInputError(
+            f"SM75 (Turing) has no fp32 GEMM in TensorRT-RTX, and {export.onnx_path} has {len(fp32)} fp32 matrix "
+            f"products ({'its fp32 gate heads' if heads else 'an fp32 export'}, e.g. {fp32[0]}); {remedy}, or build "
+            "for SM80 / SM86 / SM89 / SM120"
+        )
+
+
+def _parse(flavour: Flavour, builder, export: ExportArtifact, refittable: bool, logger, ccs=()):
     """Parse the ONNX into a strongly typed network; returns (network, parser, refit_map, gates_hash)."""
     trt = flavour.trt
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     model = load_graph(export.onnx_path)
+    _refuse_fp32_on_turing(model, export, ccs)
     gates_hash = (export.gates_hash or gate_weights_hash(model)) if export.component == "unet" else None
     refit_map = {}
     if refittable:
@@ -221,7 +251,7 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
     builder = trt.Builder(logger)
     if options.max_threads is not None:
         builder.max_threads = options.max_threads
-    network, parser, refit_map, gates_hash = _parse(flavour, builder, export, options.refittable, logger)
+    network, parser, refit_map, gates_hash = _parse(flavour, builder, export, options.refittable, logger, ccs)
     config = _config(flavour, builder, options, ccs, profile, export)
     timing = Path(options.timing_cache) if options.timing_cache else None
     cache, entries = _load_timing_cache(config, timing)

@@ -24,7 +24,7 @@ from ..component_spec import (
     resolve_engine_profile,
 )
 from ..errors import BadInputError
-from ..gates import attach_gates, gate_processors
+from ..gates import attach_gates, cast_unet, check_gate_heads, gate_processors
 from ..models import (
     TINY_VAE_SCALE,
     component_module,
@@ -62,6 +62,7 @@ class ExportRequest:
     exporter: str = "torchscript"
     slim: bool = True
     seed: int = 0
+    gate_heads: str = "fp32"
     component: str = "unet"
     vae_dtype: str = "fp32"
 
@@ -146,6 +147,9 @@ def export_model_check(request: ExportRequest) -> None:
                             "stock-equivalent graph")
     if request.gate_outputs and request.open_gates:
         raise BadInputError("--gate-outputs needs gates (--gates CHECKPOINT); an open-gate export has none")
+    check_gate_heads(request.dtype, request.gate_heads)
+    if request.gate_heads != "fp32" and request.open_gates:
+        raise BadInputError("--gate-heads fp16 needs gates (--gates CHECKPOINT); an open-gate export has no gate heads")
 
 
 def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
@@ -160,9 +164,10 @@ def export_model(request: ExportRequest, progress: bool = True) -> ExportResult:
     spec = resolve_spec(base, request.batch, request.height, request.width, request.static)
     unet = load_unet(request.model, request.seed, dtype=request.dtype)
     attach_gates(unet, request.gates, request.open_gates)
+    cast_unet(unet, request.dtype, request.gate_heads)  # gate heads fp16 only where asked (Turing targets)
     if request.gate_outputs:
         spec = spec.with_gate_outputs(list(gate_processors(unet)))
     source = {"model": request.model, "seed": request.seed,
               "gate_checkpoint": str(request.gates) if request.gates else None}
     return export_unet(unet, out, spec, opset=request.opset, exporter=request.exporter, slim=request.slim,
-                       open_gates=request.open_gates, source=source, progress=progress)
+                       open_gates=request.open_gates, source=source, progress=progress, gate_heads=request.gate_heads)

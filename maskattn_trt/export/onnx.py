@@ -12,7 +12,9 @@ is always passed explicitly):
 Precision: an fp16 export is strongly typed by its ONNX types (TensorRT 11 takes the precision from them).
 The gate heads stay fp32 inside the fp16 graph: the LayerNorms over 1280/2048 channels and the logits that
 are compared with the threshold would round (and could flip gates) in fp16, and the heads cost next to
-nothing (h = 128). The timestep input is fp32 as in diffusers. The additive mask is cast to fp16 before it
+nothing (h = 128). ``gate_heads="fp16"`` casts them to fp16 for targets without fp32 GEMMs (TensorRT-RTX on
+Turing, SM75); gate agreement with fp32 heads is measured in tests/export/test_gate_heads_fp16.py. The
+timestep input is fp32 as in diffusers. The additive mask is cast to fp16 before it
 is added to the attention logits.
 """
 
@@ -28,7 +30,14 @@ from torch import nn
 
 from .. import artifacts as af
 from ..errors import BadInputError, ExportError
-from ..gates import UNetGraph, gate_installation, gate_processors, gates_hash, unet_fingerprint
+from ..gates import (
+    UNetGraph,
+    check_gate_heads,
+    gate_installation,
+    gate_processors,
+    gates_hash,
+    unet_fingerprint,
+)
 from ..spec import INPUT_NAMES, UNetIOSpec
 from ..utils.io import atomic_dir, ensure_writable_dir, sha256_file, write_json_atomic
 from .patches import cast_add_time_proj, gates_forced_open, quiet_exporter
@@ -38,6 +47,7 @@ EXPORTERS = ("torchscript", "dynamo")
 PROTOBUF_LIMIT = 2 * 1024**3  # a single ONNX protobuf cannot exceed 2 GB: weights go to external data
 FP32_KEPT = ("gate heads (LayerNorm -> Linear -> SiLU -> Linear for features and tokens, logits, logit-space "
              "threshold) run in fp32: fp16 rounding could flip gates near the threshold; timestep input is fp32")
+FP16_HEADS_KEPT = "timestep input is fp32; gate heads are fp16 (gate_heads='fp16', for targets without fp32 GEMMs)"
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class ExportResult:
                 f"IO spec and manifest beside it")
 
 
-def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
+def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str, gate_heads: str = "fp32") -> None:
     if exporter not in EXPORTERS:
         raise BadInputError(f"exporter must be one of {', '.join(EXPORTERS)}; got {exporter!r}")
     backbone = unet.conv_in.weight.dtype
@@ -69,9 +79,12 @@ def _check_inputs(unet: nn.Module, spec: UNetIOSpec, exporter: str) -> None:
             f"the UNet is {backbone} but the IO spec asks for {spec.dtype}; cast it first with "
             f"maskattn_trt.gates.cast_unet(unet, {spec.dtype!r}) (keeps the gate heads fp32)"
         )
-    if any(p.dtype != torch.float32 for proc in gate_processors(unet).values() for p in proc.gate_head.parameters()):
-        raise BadInputError("gate heads must stay fp32 (they are compared with the threshold); use cast_unet(...) "
-                            "instead of unet.half()")
+    check_gate_heads(spec.dtype, gate_heads)
+    head_dtype = torch.float16 if gate_heads == "fp16" else torch.float32
+    if any(p.dtype != head_dtype for proc in gate_processors(unet).values() for p in proc.gate_head.parameters()):
+        raise BadInputError(f"gate heads must be {gate_heads} (fp32: they are compared with the threshold) for this "
+                            f"export; use cast_unet(unet, {spec.dtype!r}, gate_heads={gate_heads!r}) instead of "
+                            "unet.half()")
     installed = set(gate_processors(unet))
     missing = [s for s in spec.gate_sites if s not in installed]
     if missing:
@@ -166,7 +179,8 @@ def _stream_external(model, raw_dir: Path, path: Path, min_bytes: int = 1024) ->
 
 def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset: int = 17,
                 exporter: str = "torchscript", slim: bool = True, open_gates: bool = False,
-                external_data: bool | None = None, source: dict | None = None, progress: bool = True) -> ExportResult:
+                external_data: bool | None = None, source: dict | None = None, progress: bool = True,
+                gate_heads: str = "fp32") -> ExportResult:
     """Export ``unet`` (gates installed or not) to ``out_dir``: ``unet.onnx`` (+ ``unet.onnx.data`` over 2 GB),
     ``io_spec.json`` and ``manifest.json``. Written atomically: a failure leaves no folder at ``out_dir``
     (an existing export there is kept until the new one is complete).
@@ -174,11 +188,12 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
     ``spec`` gives dtype, ranges (all min == max: static shapes) and gate outputs (``spec.with_gate_outputs``).
     ``open_gates`` exports a stock-equivalent graph (gates forced open, the heads left out). ``source`` is
     recorded in the manifest (``model``, ``seed``, ``gate_checkpoint``) so ``parity`` can rebuild the reference.
+    ``gate_heads``: the dtype the gate heads were cast to (``cast_unet``); fp16 only in an fp16 export.
     """
     import onnx
     from tqdm.auto import tqdm
 
-    _check_inputs(unet, spec, exporter)
+    _check_inputs(unet, spec, exporter, gate_heads)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"output path {out_dir} exists and is not a folder; choose another output folder")
@@ -229,7 +244,7 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
             step("check")
             spec.save(tmp / af.IO_SPEC_NAME)
             manifest = _manifest(unet, tmp, spec, report, exporter=exporter, opset=opset, slim=slim,
-                                 open_gates=open_gates, external=external, source=source or {},
+                                 open_gates=open_gates, external=external, source=source or {}, gate_heads=gate_heads,
                                  seconds=time.perf_counter() - start, timings=timings)
             write_json_atomic(tmp / af.MANIFEST_NAME, manifest)
             step("manifest")
@@ -239,7 +254,7 @@ def export_unet(unet: nn.Module, out_dir: str | Path, spec: UNetIOSpec, *, opset
 
 
 def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, slim, open_gates, external, source,
-              seconds, timings) -> dict:
+              seconds, timings, gate_heads="fp32") -> dict:
     installation = gate_installation(unet)
     files = {}
     for name in (af.ONNX_NAME, af.DATA_NAME) if external else (af.ONNX_NAME,):
@@ -254,7 +269,8 @@ def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, 
         "files": files,
         "external_data": bool(external),
         "dtype": spec.dtype,
-        "fp32_kept": FP32_KEPT if spec.dtype == "fp16" else None,
+        "fp32_kept": (FP16_HEADS_KEPT if gate_heads == "fp16" else FP32_KEPT) if spec.dtype == "fp16" else None,
+        "gate_heads": gate_heads if installation is not None and not open_gates else None,
         "opset": opset,
         "exporter": exporter,
         "slimmed": slim,

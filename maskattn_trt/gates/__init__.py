@@ -1,9 +1,10 @@
 """MaskAttn gates: head, processor, installation, checkpoints, the graph signature and decision margins."""
 
-from .attach import attach_gates, cast_unet
+from .attach import GATE_HEAD_DTYPES, attach_gates, cast_unet, check_gate_heads
 from .checkpoint import (
     convert_official_checkpoint,
     gates_hash,
+    gates_hashes,
     load_gates,
     load_official_gates,
     read_gate_checkpoint,
@@ -14,6 +15,7 @@ from .head import GateHead, additive_mask, hard_gate, straight_through
 from .install import (
     GateInstallation,
     cross_attention_sites,
+    fingerprint_matches,
     gate_heads,
     gate_installation,
     gate_parameters,
@@ -32,6 +34,7 @@ from .processor import MaskAttnProcessor
 from .synthetic import randomize_gates
 
 __all__ = [
+    "GATE_HEAD_DTYPES",
     "GateHead",
     "GateInstallation",
     "MaskAttnProcessor",
@@ -39,14 +42,17 @@ __all__ = [
     "additive_mask",
     "attach_gates",
     "cast_unet",
+    "check_gate_heads",
     "convert_official_checkpoint",
     "cross_attention_sites",
     "decision_margins",
+    "fingerprint_matches",
     "gate_heads",
     "gate_installation",
     "gate_parameters",
     "gate_processors",
     "gates_hash",
+    "gates_hashes",
     "hard_gate",
     "install_gates",
     "load_gates",

@@ -21,7 +21,15 @@ from torch import nn
 from ..config import GateConfig
 from ..errors import CheckpointError, ConfigError
 from ..utils.io import atomic_path
-from .install import GateInstallation, gate_heads, gate_installation, install_gates, require_installation
+from .install import (
+    GateInstallation,
+    fingerprint_matches,
+    gate_heads,
+    gate_installation,
+    install_gates,
+    legacy_unet_fingerprints,
+    require_installation,
+)
 
 FORMAT = "maskattn-trt-gates-v1"
 OFFICIAL_FORMAT = "maskattn-sdxl-gates-v1"
@@ -54,6 +62,18 @@ def gates_hash(unet: nn.Module) -> str:
     return hashlib.sha256(
         (_content_hash(gate_tensors(unet)) + json.dumps(installation.to_dict(), sort_keys=True)).encode()
     ).hexdigest()
+
+
+def gates_hashes(unet: nn.Module) -> set[str]:
+    """Every hash under which the installed gates may be recorded: :func:`gates_hash`, and the hashes exports
+    and engines made before fingerprint v2 recorded for them (the same installation with a v1 fingerprint)."""
+    installation = require_installation(unet)
+    content = _content_hash(gate_tensors(unet))
+    hashes = {gates_hash(unet)}
+    for legacy in legacy_unet_fingerprints(unet):
+        described = json.dumps({**installation.to_dict(), "unet_fingerprint": legacy}, sort_keys=True)
+        hashes.add(hashlib.sha256((content + described).encode()).hexdigest())
+    return hashes
 
 
 def save_gates(unet: nn.Module, path: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -119,7 +139,7 @@ def load_gates(unet: nn.Module, path: str | os.PathLike) -> dict:
             installation = install_gates(unet, config)
         except ConfigError as exc:
             raise CheckpointError(f"gate checkpoint {path} does not fit this UNet: {exc}") from exc
-    if installation.unet_fingerprint != meta.get("unet_fingerprint"):
+    if not fingerprint_matches(unet, meta.get("unet_fingerprint")):
         raise CheckpointError(
             f"gate checkpoint {path} was made for another UNet architecture (fingerprint "
             f"{str(meta.get('unet_fingerprint'))[:12]}, this UNet {installation.unet_fingerprint[:12]}); "
@@ -135,10 +155,39 @@ def load_gates(unet: nn.Module, path: str | os.PathLike) -> dict:
             f"gate checkpoint {path} has gate config {diff} (checkpoint, installed) ; "
             "install gates with the checkpoint's config or load it into an ungated UNet"
         )
-    if list(installation.sites) != meta.get("sites") or installation.head_of_site != meta.get("head_of_site"):
-        raise CheckpointError(f"gate checkpoint {path} gates other sites than this UNet's installation")
+    difference = site_difference(installation.sites, meta.get("sites") or [])
+    if difference:
+        raise CheckpointError(f"gate checkpoint {path} gates other sites than this UNet's installation: {difference}")
+    if installation.head_of_site != meta.get("head_of_site"):
+        changed = sorted(s for s in installation.head_of_site if installation.head_of_site[s] != meta["head_of_site"].get(s))
+        raise CheckpointError(
+            f"gate checkpoint {path} assigns other gate heads to {len(changed)} site(s) than this installation "
+            f"(e.g. {changed[0]}: checkpoint {meta['head_of_site'].get(changed[0])!r}, installed "
+            f"{installation.head_of_site[changed[0]]!r})"
+        )
     _assign(unet, tensors, str(path))
     return meta
+
+
+def site_difference(installed, found, label: str = "the checkpoint") -> str:
+    """'' when both name the same sites (order does not matter), else which names are missing / extra."""
+    installed, found = list(installed), list(found)
+    missing = [s for s in installed if s not in set(found)]
+    extra = sorted(set(found) - set(installed))
+    repeated = sorted({s for s in found if found.count(s) > 1})
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} site(s) this UNet gates are missing from {label} ({_names(missing)})")
+    if extra:
+        parts.append(f"{label} has {len(extra)} site(s) this UNet does not gate ({_names(extra)})")
+    if repeated:
+        parts.append(f"{label} lists {_names(repeated)} more than once")
+    return "; ".join(parts)
+
+
+def _names(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _assign(unet: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -219,11 +268,17 @@ def load_official_gates(unet: nn.Module, path: str | os.PathLike) -> GateInstall
         installation = install_gates(unet, config)
     except ConfigError as exc:
         raise CheckpointError(f"official checkpoint {path} does not fit this UNet: {exc}") from exc
-    if list(installation.sites) != sites:
+    # The official code lists its layers sorted by name, we install them in module order: match by name.
+    difference = site_difference(installation.sites, sites, label="the official checkpoint")
+    if difference:
         raise CheckpointError(
-            f"official checkpoint {path} gates {len(sites)} sites, this UNet's selection has "
-            f"{len(installation.sites)}: it was made for another UNet architecture"
+            f"official checkpoint {path} (stage={config.stage!r}, placement={config.placement!r}) does not fit this UNet's "
+            f"cross-attention layers: {difference}; it was made for another UNet architecture"
         )
+    stray = sorted({name.split(".gate_head.")[0] for name in site_tensors} - set(installation.sites))
+    if stray:
+        raise CheckpointError(f"official checkpoint {path} has gate weights for sites it does not select "
+                              f"({_names(stray)}); the file is inconsistent")
     tensors: dict[str, torch.Tensor] = {}
     for site, key in installation.head_of_site.items():
         prefix = f"{site}.gate_head."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -65,9 +66,44 @@ def select_sites(unet: nn.Module, config: GateConfig) -> list[str]:
 
 
 def unet_fingerprint(unet: nn.Module) -> str:
-    """sha256 of the UNet architecture (its diffusers config without private keys)."""
+    """sha256 of the UNet architecture: the name and shape of every backbone weight (gate heads and other
+    processor weights left out).
+
+    That is what decides whether gates fit. The diffusers config is not hashed: configs that build the same
+    network differ in spelling (the published SDXL base config says ``upcast_attention: null``, one built
+    from keyword defaults ``false``) and every diffusers release that adds an ``__init__`` argument adds a
+    key. Works on the meta device.
+    """
+    shapes = {
+        name: list(tensor.shape)
+        for name, tensor in unet.state_dict().items()
+        if _PROCESSOR_SUFFIX + "." not in name
+    }
+    return sha256_json({"unet_fingerprint": 2, "state_shapes": shapes})
+
+
+def legacy_unet_fingerprints(unet: nn.Module) -> set[str]:
+    """Fingerprints files written before :func:`unet_fingerprint` v2 may carry for this UNet.
+
+    v1 hashed the diffusers config (private keys dropped). Besides the config as it is, the variants where
+    every boolean option that defaults to ``False`` and is unset (``None``) or ``False`` is spelled all
+    ``None`` or all ``False`` are accepted: they build the same network.
+    """
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    return sha256_json(config)
+    try:
+        defaults = inspect.signature(type(unet).__init__).parameters
+    except (TypeError, ValueError):
+        defaults = {}
+    falsy = [k for k, v in config.items() if (v is None or v is False) and k in defaults and defaults[k].default is False]
+    variants = [config, {**config, **dict.fromkeys(falsy, None)}, {**config, **dict.fromkeys(falsy, False)}]
+    return {sha256_json(variant) for variant in variants}
+
+
+def fingerprint_matches(unet: nn.Module, recorded: str | None) -> bool:
+    """True when ``recorded`` (from a checkpoint or manifest) names this UNet's architecture, v2 or v1."""
+    if not recorded:
+        return False
+    return recorded == unet_fingerprint(unet) or recorded in legacy_unet_fingerprints(unet)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import GateConfig
+from ..errors import BadInputError
 from .head import GateHead, additive_mask, hard_gate, straight_through
+
+# An additive encoder mask entry at or below this drops its token (diffusers writes -10000 for padding; the
+# official code uses the same cut).
+_MASKED_BIAS = -1.0e3
+
+
+def valid_tokens(attention_mask: Tensor, batch: int, tokens: int, site: str = "") -> Tensor | None:
+    """[B, T] bool: which text tokens an encoder attention mask lets the gate open.
+
+    diffusers passes ``encoder_attention_mask`` to ``attn2`` as an additive bias [B, 1, T] (0 keep, -10000
+    padding); a bool mask means True = keep. Leading query / head dimensions are reduced: a token counts as
+    valid if any row may attend to it. Returns None for a mask whose shape does not name [B, T] tokens (it is
+    still added to the attention logits, but says nothing per token).
+    """
+    mask = attention_mask
+    while mask.ndim > 2:
+        mask = mask.amax(dim=1) if mask.dtype != torch.bool else mask.any(dim=1)
+    if tuple(mask.shape) != (batch, tokens):
+        return None
+    valid = mask if mask.dtype == torch.bool else mask > _MASKED_BIAS
+    if not bool(valid.any(dim=-1).all()):
+        raise BadInputError(
+            f"the encoder attention mask at {site or 'a gated layer'} leaves a batch item with no valid text token; "
+            "every prompt needs at least one unmasked token"
+        )
+    return valid
 
 
 class MaskAttnProcessor(nn.Module):
@@ -35,12 +62,15 @@ class MaskAttnProcessor(nn.Module):
         self.record = False
         self.last_gate: Tensor | None = None
 
-    def gate(self, features: Tensor, tokens: Tensor) -> Tensor:
-        """The gate used in the forward pass: hard 0/1 values, with an STE gradient when training."""
+    def gate(self, features: Tensor, tokens: Tensor, valid: Tensor | None = None) -> Tensor:
+        """The gate used in the forward pass: hard 0/1 values, with an STE gradient when training.
+
+        ``valid`` [B, T]: tokens an encoder attention mask keeps (None: all); the others stay closed.
+        """
         logits = self.gate_head(features, tokens)
-        gate = hard_gate(logits, self.threshold_logit)
+        gate = hard_gate(logits, self.threshold_logit, valid)
         if torch.is_grad_enabled() and self.gate_head.logit_bias.requires_grad:
-            gate = straight_through(gate, logits)
+            gate = straight_through(gate, logits, valid)
         return gate
 
     def __call__(  # noqa: D401 - diffusers processor signature
@@ -89,22 +119,36 @@ class MaskAttnProcessor(nn.Module):
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        mask = None
+        mask = valid = None
         if attention_mask is not None:
+            valid = valid_tokens(attention_mask, batch, tokens, self.site)
             mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
-            mask = mask.view(batch, attn.heads, -1, mask.shape[-1]).to(query.dtype)
+            mask = mask.view(batch, attn.heads, -1, mask.shape[-1])
+            if mask.dtype == torch.bool:  # a keep-mask: True attends, False gets the closed-gate bias
+                mask = torch.zeros(mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+                    ~mask, self.negative_value
+                )
+            mask = mask.to(query.dtype)
 
         if self.force_open:
             gate = None
             out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         else:
-            gate = self.gate(gate_features, gate_tokens)
+            # (valid only when there is a mask: wrappers of ``gate`` such as recording_gate_margins take two args)
+            gate = self.gate(gate_features, gate_tokens) if valid is None else self.gate(gate_features, gate_tokens,
+                                                                                         valid=valid)
             if self.training_form == "renormalized" and gate.requires_grad:
                 out = self._renormalized_attention(query, key, value, gate, mask)
             else:
                 gate_mask = additive_mask(gate, self.negative_value).to(query.dtype)
                 mask = gate_mask if mask is None else mask + gate_mask
-                out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+                if gate_mask.requires_grad:
+                    # Training: SDPA would have to return a gradient for this [B, 1, N, T] bias, and CUDA's
+                    # memory-efficient kernel fails on it ("LSE is not correctly aligned (strideH)", torch 2.11,
+                    # H100). The explicit form is the same math; its [B, heads, N, T] scores are small (T = 77).
+                    out = self._explicit_attention(query, key, value, mask)
+                else:
+                    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         if self.record:
             self.last_gate = (
                 gate.detach() if gate is not None else torch.ones(batch, query.shape[2], tokens, device=query.device)
@@ -118,6 +162,12 @@ class MaskAttnProcessor(nn.Module):
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+    @staticmethod
+    def _explicit_attention(query, key, value, mask):
+        """softmax(QK^T * scale + mask) V, the softmax in fp32."""
+        scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5 + mask
+        return torch.matmul(torch.softmax(scores.float(), dim=-1).to(value.dtype), value)
 
     @staticmethod
     def _renormalized_attention(query, key, value, gate, mask):

@@ -27,10 +27,11 @@ def randomize_gates(unet: nn.Module, seed: int = 0, logit_bias: float = -0.5, sc
                 if param.ndim == 2:
                     noise = torch.randn(param.shape, generator=gen)
                     param.copy_(noise * param.shape[1] ** -0.5 * scale)
-                elif norm_noise > 0 and name != "logit_bias":
-                    noise = torch.randn(param.shape, generator=gen)
-                    centre = 1.0 if _is_norm_scale(head, name) else 0.0
-                    param.copy_(noise * norm_noise + centre)
+                elif norm_noise > 0:
+                    noise = torch.randn(param.shape, generator=gen)  # drawn for every parameter, in order
+                    if param.ndim == 1:
+                        centre = 1.0 if _is_norm_scale(head, name) else 0.0
+                        param.copy_(noise * norm_noise + centre)
             head.logit_bias.fill_(logit_bias)
 
 

@@ -21,9 +21,16 @@ from .. import models
 from ..artifacts import open_engine_tree, open_export_tree
 from ..component_spec import COMPONENTS, TEXT_COMPONENTS
 from ..errors import BadInputError
-from ..gates import gate_processors, gates_hash, load_gates, unet_fingerprint
+from ..gates import (
+    fingerprint_matches,
+    gate_processors,
+    gates_hash,
+    gates_hashes,
+    load_gates,
+    unet_fingerprint,
+)
 from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
-from ..spec import Range, UNetIOSpec
+from ..spec import DTYPES, Range, UNetIOSpec
 from ..utils.io import sha256_file
 
 BACKENDS = ("eager", "onnxruntime", "tensorrt")
@@ -126,7 +133,7 @@ def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | Non
             raise BadInputError(f"{artifact} was made for another model: its {key} is {getattr(spec, key)}, this "
                                 f"pipeline's is {value}; pass the --model it was exported from, or re-export")
     recorded = (manifest or {}).get("unet_fingerprint")
-    if recorded and recorded != unet_fingerprint(unet):
+    if recorded and not fingerprint_matches(unet, recorded):
         raise BadInputError(f"{artifact} was exported from another UNet architecture (fingerprint {recorded[:12]}, "
                             f"this model {unet_fingerprint(unet)[:12]}); pass the --model it was exported from")
     manifest = manifest or {}
@@ -138,11 +145,16 @@ def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | Non
 def _checkpoint_gates(unet, gates_path) -> dict:
     load_gates(unet, gates_path)
     return {"gates_hash": gates_hash(unet), "checkpoint": str(gates_path),
-            "checkpoint_sha256": sha256_file(gates_path)}
+            "checkpoint_sha256": sha256_file(gates_path), "accepted_hashes": sorted(gates_hashes(unet))}
+
+
+def _as_recorded(given: dict, recorded: str | None) -> str | None:
+    """The given gates' hash as an artifact records it (those made before fingerprint v2 hash them differently)."""
+    return recorded if given and recorded in given["accepted_hashes"] else given.get("gates_hash")
 
 
 def _refuse_other_gates(artifact: str, baked: str | None, given: dict) -> None:
-    if given and baked != given["gates_hash"]:
+    if given and baked not in given["accepted_hashes"]:
         found = f"gates {baked[:12]}" if baked else "no gates (an open-gate export)"
         raise BadInputError(f"{artifact} holds {found}, but --gates {given['checkpoint']} has gates "
                             f"{given['gates_hash'][:12]}; export / build again with these gates or drop --gates")
@@ -155,7 +167,9 @@ def open_backend(pipe, unet, backend: str, *, model: str | None = None, onnx=Non
         if onnx or engine:
             raise BadInputError("--onnx / --engine belong to --backend onnxruntime / tensorrt, not eager")
         gates = _checkpoint_gates(unet, gates_path) if gates_path else {}
-        spec = UNetIOSpec.for_unet(unet, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
+        # The feed must carry the UNet's own dtype: an fp16 UNet (CUDA) fed fp32 fails in its time embedding.
+        dtype = "fp16" if unet.dtype == DTYPES["fp16"] else "fp32"
+        spec = UNetIOSpec.for_unet(unet, dtype=dtype, vae_scale=pipe.vae_scale_factor, batch=_ANY, height=_ANY, width=_ANY)
         if gate_outputs:
             sites = list(gate_processors(unet))
             if not sites:
@@ -218,7 +232,7 @@ def _trt_backend(pipe, unet, model, onnx, engine, gates_path, gate_outputs, comp
                              model)
         extra[name] = TrtRunner(found[name])
     given = _checkpoint_gates(unet, gates_path) if gates_path else {}
-    runner = TrtRunner(artifact, gates_hash=given.get("gates_hash"))
+    runner = TrtRunner(artifact, gates_hash=_as_recorded(given, artifact.gates_hash))
     check_fits(runner.spec, pipe, unet, str(engine), artifact.export_manifest, model)
     _need_gate_outputs(runner.spec, str(engine), gate_outputs)
     _refuse_other_gates(str(engine), artifact.gates_hash, given)

@@ -94,7 +94,7 @@ def _prepare(model, backend_name, onnx, engine, gates, settings, batch_sizes, th
     return pipe, backend, sampler
 
 
-def _sidecar(job: Job, request_model: str, settings: SampleSettings, backend: Backend, timings: dict,
+def image_metadata(job: Job, request_model: str, settings: SampleSettings, backend: Backend, timings: dict,
              truncated: str | None) -> dict:
     return {
         "prompt": job.prompt,
@@ -152,7 +152,7 @@ def generate(request: GenerateRequest) -> GenerateReport:
                        "denoise_step_ms": round(result.seconds / steps * 1e3, 3), "decode_s": round(t3 - t2, 4),
                        "batch_images": len(group)}
             for job, cond, image in zip(group, conditions, pixels, strict=True):
-                sidecar = _sidecar(job, request.model, request.settings, backend, timings, cond.truncated)
+                sidecar = image_metadata(job, request.model, request.settings, backend, timings, cond.truncated)
                 png, _ = save_image(out, image_stem(job.index, job.prompt, job.seed), image, sidecar)
                 report.images.append(png)
             totals["encode"] += t1 - t0
@@ -245,7 +245,7 @@ def gate_maps_for(sampler: Sampler, backend: Backend, job: Job, chosen: list[int
     maps = GateMaps.from_gates({s: g[0] for s, g in result.gates.items()}, cond.tokens, sampler.latent_size,
                                sampler.spec.gate_downsample, chosen)
     stem = image_stem(job.index, job.prompt, job.seed)
-    sidecar = _sidecar(job, model, settings, backend, {"denoise_s": round(result.seconds, 4)}, cond.truncated)
+    sidecar = image_metadata(job, model, settings, backend, {"denoise_s": round(result.seconds, 4)}, cond.truncated)
     sidecar["gate_steps"] = chosen
     png, _ = save_image(out, stem, image, sidecar)
     title = f"{job.prompt[:60]} | seed {job.seed} | {backend.name} | steps {_steps_text(chosen, settings.steps)}"

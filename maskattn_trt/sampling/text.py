@@ -13,6 +13,7 @@ projection of the second). Tokenization stays with the pipeline's tokenizers.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -53,9 +54,14 @@ def _readable(tokenizer, ids: list[int]) -> tuple[str, ...]:
 
 
 class PromptEncoder:
-    """Encodes prompts with a diffusers SDXL pipeline's tokenizers and text encoders (cached per prompt pair)."""
+    """Encodes prompts with a diffusers SDXL pipeline's tokenizers and text encoders.
 
-    def __init__(self, pipe, device: torch.device | str = "cpu", runners: dict[str, Runner] | None = None):
+    The last ``max_cached`` (prompt, negative) pairs are kept (least recently used dropped first), so a
+    long-running server encodes a repeated prompt once without its memory growing with every new prompt.
+    """
+
+    def __init__(self, pipe, device: torch.device | str = "cpu", max_cached: int = 256,
+                 runners: dict[str, Runner] | None = None):
         """``runners``: component name -> an ACTIVE runner for that text encoder (the caller activates and
         releases it); an encoder without one runs eagerly from the pipeline."""
         if pipe.tokenizer_2 is None or (pipe.text_encoder_2 is None and "text_encoder_2" not in (runners or {})):
@@ -75,7 +81,8 @@ class PromptEncoder:
                 runner = EagerRunner(encoder, spec).__enter__()
             self.pairs.append((tokenizer, runner))
         self.force_zeros = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", True))
-        self._cache: dict[tuple[str, str | None], TextCondition] = {}
+        self.max_cached = max_cached
+        self._cache: OrderedDict[tuple[str, str | None], TextCondition] = OrderedDict()
 
     @property
     def max_tokens(self) -> int:
@@ -110,6 +117,7 @@ class PromptEncoder:
     def __call__(self, prompt: str, negative: str | None = None) -> TextCondition:
         key = (prompt, negative)
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         if not isinstance(prompt, str) or not prompt.strip():
             raise BadInputError(f"a prompt must be non-empty text; got {prompt!r}")
@@ -128,4 +136,6 @@ class PromptEncoder:
         condition = TextCondition(prompt, negative, embeds, pooled, neg_embeds, neg_pooled,
                                   _readable(tokenizer, ids), cut)
         self._cache[key] = condition
+        while len(self._cache) > self.max_cached:
+            self._cache.popitem(last=False)
         return condition

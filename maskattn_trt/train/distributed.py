@@ -40,7 +40,14 @@ class DistContext:
 
 def _device(preference: str, local_rank: int) -> torch.device:
     if preference == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise BackendUnavailableError(
+                f"process {local_rank} of this node has no GPU of its own ({count} visible): launch at most {count} "
+                "process(es) per node (NPROC / --nproc_per_node), or pass --set model.device='cpu' for gloo on CPU")
+        return torch.device(f"cuda:{local_rank}")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailableError(f"model.device={preference!r} but CUDA is not available here; use 'cpu' or 'auto'")

@@ -21,10 +21,10 @@ def _leftovers(folder):
 
 def test_fp32_engine_for_sm89_with_the_exported_dynamic_profile(fp32_engine, fp32_export):
     manifest = EngineManifest.load(engine_manifest_path(fp32_engine))
-    spec = UNetIOSpec.load(fp32_export / "io_spec.json")
+    spec = UNetIOSpec.load(fp32_export.out_dir / "io_spec.json")
     assert manifest.engine_sha256 == sha256_file(fp32_engine)
     assert manifest.engine_bytes == fp32_engine.stat().st_size > 1_000_000
-    assert manifest.onnx_sha256 == sha256_file(fp32_export / "unet.onnx")
+    assert manifest.onnx_sha256 == sha256_file(fp32_export.out_dir / "unet.onnx")
     assert manifest.builder == "tensorrt-rtx" and manifest.builder_version.startswith("1.")
     assert manifest.compute_capabilities == ["SM89"]
     assert manifest.precision == "fp32" and not manifest.refittable
@@ -40,7 +40,7 @@ def test_fp16_engine_for_sm86_from_a_pixel_profile(fp16_build, fp32_engine):
     result, _ = fp16_build
     manifest = result.manifest
     assert manifest.compute_capabilities == ["SM86"] and manifest.precision == "fp16"
-    # pixels -> latent (VAE scale 8): 256:384:512 px -> 32:48:64
+    # pixels -> latent through the tiny VAE (scale 2): 64:96:128 px -> 32:48:64
     assert manifest.profile["latent_height"] == [32, 48, 64]
     assert manifest.profile["latent_width"] == [32, 64, 64]
     assert manifest.profile["inputs"]["sample"][2] == [2, 4, 64, 64]
@@ -55,7 +55,7 @@ def test_gated_cross_attention_keeps_a_fused_attention_kernel(fp16_build, fp16_e
 
     _, lines = fp16_build
     fusion = attention_fusion(parse_layers(lines))
-    gated = UNetIOSpec.load(fp16_export / "io_spec.json").gate_sites
+    gated = UNetIOSpec.load(fp16_export.out_dir / "io_spec.json").gate_sites
     scopes = {"/unet/" + site.replace(".attentions", "/attentions").replace(".transformer_blocks",
                                                                             "/transformer_blocks").replace(".attn2", "/attn2")
               for site in gated}
@@ -70,7 +70,7 @@ def test_two_compute_capabilities_in_one_engine_and_manifest_written_last(fp32_e
     from maskattn_trt.engines.build import BuildOptions, build_engine
 
     out = tmp_path / "multi.engine"
-    result = build_engine(BuildOptions(onnx=fp32_export, out=out, builder="tensorrt-rtx", static=True,
+    result = build_engine(BuildOptions(onnx=fp32_export.out_dir, out=out, builder="tensorrt-rtx", static=True,
                                        compute_capabilities=("sm80", "SM120"), progress=False))
     data = json.loads(engine_manifest_path(out).read_text())
     assert data["compute_capabilities"] == ["SM80", "SM120"] and data["profile"]["static"]

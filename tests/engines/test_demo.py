@@ -15,7 +15,7 @@ def test_demo_stage_without_export_says_why(tmp_path):
 
 @requires_rtx
 def test_demo_stage_builds_an_engine(fp16_export, tmp_path):
-    state = DemoState(out_dir=tmp_path, onnx_dir=fp16_export)
+    state = DemoState(out_dir=tmp_path, onnx_dir=fp16_export.out_dir)
     lines = demo_stage(state)
     assert state.engine_path is not None and state.engine_path.stat().st_size > 1_000_000
     assert any("fused attention kernels" in line for line in lines)

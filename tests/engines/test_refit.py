@@ -12,29 +12,29 @@ from maskattn_trt.engines.refit import find_gate_weights, isolate_gate_weights, 
 from maskattn_trt.errors import CheckpointError
 from maskattn_trt.gates import gate_heads
 
-from .conftest import gated_tiny_unet
+from ..helpers import gated_tiny_unet
 
 
 @pytest.fixture(scope="module")
 def isolated(fp32_export):
-    model = load_graph(fp32_export / "unet.onnx")
+    model = load_graph(fp32_export.out_dir / "unet.onnx")
     return model, isolate_gate_weights(model)
 
 
-def test_every_gate_parameter_maps_to_one_named_engine_weight(isolated, fp32_unet):
+def test_every_gate_parameter_maps_to_one_named_engine_weight(isolated, gated_unet):
     model, weights = isolated
-    installation = fp32_unet._maskattn_installation
+    installation = gated_unet._maskattn_installation
     assert {site for w in weights.values() for site, _ in w.consumers} == set(installation.sites)
     params = {f"{installation.head_of_site[s]}.{p}" for w in weights.values() for s, p in w.consumers}
-    expected = {f"{key}.{name}" for key, head in gate_heads(fp32_unet).items() for name, _ in head.named_parameters()}
+    expected = {f"{key}.{name}" for key, head in gate_heads(gated_unet).items() for name, _ in head.named_parameters()}
     assert params == expected
     assert all(name.startswith("maskattn.gate.") for name in weights)
 
 
-def test_checkpoint_values_land_on_the_exported_initializers(isolated, fp32_unet, tmp_path):
+def test_checkpoint_values_land_on_the_exported_initializers(isolated, gated_unet, tmp_path):
     """The plan for the gates the graph was exported with reproduces the graph's own initializers exactly."""
     model, weights = isolated
-    ckpt = save_gates(fp32_unet, tmp_path / "same.safetensors")
+    ckpt = save_gates(gated_unet, tmp_path / "same.safetensors")
     plan, _ = plan_refit({n: w.to_dict() for n, w in weights.items()}, ckpt)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     assert set(plan) == set(weights)
@@ -46,7 +46,7 @@ def test_checkpoint_values_land_on_the_exported_initializers(isolated, fp32_unet
 def test_isolated_graph_reads_the_same_values(isolated, fp32_export):
     """Every rewired gate input holds exactly the value the original input resolved to (nothing else changed)."""
     model, weights = isolated
-    original = onnx.load(str(fp32_export / "unet.onnx"))
+    original = onnx.load(str(fp32_export.out_dir / "unet.onnx"))
     alias = {n.output[0]: n.input[0] for n in original.graph.node if n.op_type == "Identity"}
     old_values = {i.name: numpy_helper.to_array(i) for i in original.graph.initializer}
     new_values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -66,7 +66,7 @@ def test_isolated_graph_reads_the_same_values(isolated, fp32_export):
 
 def test_deduplicated_unet_weight_is_copied_not_shared(fp32_export):
     """A gate LayerNorm left at ones is stored by the exporter as an Identity of a UNet norm weight."""
-    model = onnx.load(str(fp32_export / "unet.onnx"))
+    model = onnx.load(str(fp32_export.out_dir / "unet.onnx"))
     node = next(n for n in model.graph.node if n.op_type == "LayerNormalization" and "gate_head" in n.name)
     unet_weight = next(i.name for i in model.graph.initializer if i.name.endswith("norm1.weight"))
     model.graph.node.insert(0, onnx.helper.make_node("Identity", [unet_weight], ["dedup_alias"]))
@@ -96,10 +96,11 @@ def test_new_gates_change_the_plan_and_wrong_checkpoints_are_refused(isolated, t
         plan_refit(refit_map, tmp_path / "bad.safetensors")
 
 
-def test_gate_weight_values_differ_between_checkpoints(isolated, fp32_unet, tmp_path):
+def test_gate_weight_values_differ_between_checkpoints(isolated, gated_unet, tmp_path):
     _, weights = isolated
     refit_map = {n: w.to_dict() for n, w in weights.items()}
-    a, _ = plan_refit(refit_map, save_gates(fp32_unet, tmp_path / "a.safetensors"))
-    b, _ = plan_refit(refit_map, save_gates(gated_tiny_unet(seed=9), tmp_path / "b.safetensors"))
+    a, _ = plan_refit(refit_map, save_gates(gated_unet, tmp_path / "a.safetensors"))
+    other = gated_tiny_unet(seed=9, logit_bias=-0.3)  # every gate parameter differs, the logit bias included
+    b, _ = plan_refit(refit_map, save_gates(other, tmp_path / "b.safetensors"))
     assert all(not np.array_equal(a[n], b[n]) for n in a)
     assert {v.dtype for v in a.values()} == {np.dtype("float32")}

@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from maskattn_trt import GateConfig, install_gates
+from maskattn_trt.demo import DemoState
+from maskattn_trt.demo.export import demo_stage
 from maskattn_trt.export import cast_unet, export_unet
 from maskattn_trt.export.onnx import trace_shape
+from maskattn_trt.export.patches import cast_add_time_proj, gates_forced_open
+from maskattn_trt.gates import gate_processors, set_gates_open
+from maskattn_trt.models import tiny_sdxl_pipeline
 from maskattn_trt.runners import EagerRunner, OrtRunner
 from maskattn_trt.spec import OUTPUT_NAME, Range
 
-from .helpers import gated_tiny, tiny_spec
+from ..helpers import gated_tiny_unet, tiny_spec
 
 
 def test_demo_stage_exports_and_proves_parity(tmp_path):
-    from maskattn_trt.demo import DemoState
-    from maskattn_trt.demo.export import demo_stage
-    from maskattn_trt.models import tiny_sdxl_pipeline
-
+    """Also the one export with the onnxslim pass on (the library default): parity holds on the slimmed graph."""
     state = DemoState(out_dir=tmp_path, pipe=tiny_sdxl_pipeline(0))
     assert demo_stage(state) == ["skipped: the tiny UNet has no gates (the gates stage did not run)"]
     install_gates(state.pipe.unet, GateConfig())
     lines = demo_stage(state)
     assert state.onnx_dir == tmp_path / "onnx" and (state.onnx_dir / "unet.onnx").is_file()
+    assert json.loads((state.onnx_dir / "manifest.json").read_text())["slimmed"]
     assert any(line.startswith("parity passed") for line in lines), "\n".join(lines)
     assert sum("prompts b" in line for line in lines) == 4 and sum("random b" in line for line in lines) == 4
 
 
-def test_trace_shape_is_small_for_dynamic_and_exact_for_static():
-    unet = gated_tiny()
+def test_trace_shape_is_small_for_dynamic_and_exact_for_static(gated_unet):
+    unet = gated_unet
     assert trace_shape(tiny_spec(unet)) == (2, 16, 16)
     big = tiny_spec(unet, batch=Range(1, 1, 1), height=Range(64, 128, 128), width=Range(64, 96, 128))
     assert trace_shape(big) == (1, 32, 32)
@@ -38,10 +43,11 @@ def test_trace_shape_is_small_for_dynamic_and_exact_for_static():
 
 
 @pytest.mark.slow
+@pytest.mark.smoke  # the only dynamo export: kept in the README test command (CI)
 def test_dynamo_fp16_export_runs_in_ort(tmp_path):
     """The dynamo exporter with the reversible add_time_proj cast patch gives a valid fp16 graph."""
-    reference = gated_tiny(seed=6)
-    half = cast_unet(gated_tiny(seed=6), "fp16")
+    reference = gated_tiny_unet()
+    half = cast_unet(gated_tiny_unet(), "fp16")
     spec = tiny_spec(half, dtype="fp16", gate_outputs=False)
     result = export_unet(half, tmp_path / "dynamo", spec, exporter="dynamo", slim=False, progress=False)
     assert result.manifest["exporter"] == "dynamo" and result.manifest["graph"]["isnan"] == 0
@@ -55,10 +61,7 @@ def test_dynamo_fp16_export_runs_in_ort(tmp_path):
 
 def test_export_patches_are_reversible():
     """The fast form of the dynamo fp16 fix: add_time_proj's output takes the model dtype only inside the block."""
-    from maskattn_trt.export.patches import cast_add_time_proj, gates_forced_open
-    from maskattn_trt.gates import gate_processors, set_gates_open
-
-    unet = gated_tiny()
+    unet = gated_tiny_unet()  # a fresh one: the test opens and closes its gates
     ids = torch.tensor([64.0, 64.0, 0.0, 0.0, 64.0, 64.0])
     assert unet.add_time_proj(ids).dtype == torch.float32
     with cast_add_time_proj(unet, torch.float16):

@@ -8,17 +8,17 @@ import torch
 
 from maskattn_trt import GateConfig, install_gates, load_gates, load_official_gates, save_gates
 from maskattn_trt.errors import CheckpointError
-from maskattn_trt.gates import gate_heads, read_gate_checkpoint
+from maskattn_trt.gates import gate_heads, randomize_gates, read_gate_checkpoint
 from maskattn_trt.models import build_unet
 from maskattn_trt.spec import UNetIOSpec
 
-from .helpers import randomize_heads, unet_forward
+from .helpers import official_checkpoint_file, unet_forward
 
 
 @pytest.fixture
 def gated(tiny_unet):
     install_gates(tiny_unet, GateConfig(stage="all"))
-    randomize_heads(tiny_unet, seed=3)
+    randomize_gates(tiny_unet, seed=3)
     return tiny_unet
 
 
@@ -45,10 +45,19 @@ def test_shared_heads_are_stored_once(gated, tmp_path):
     assert len(meta["sites"]) == 17 and set(meta["head_of_site"].values()) == set(gate_heads(gated))
 
 
+def _tiny_variant(**changes):
+    from diffusers import UNet2DConditionModel
+
+    from maskattn_trt.models.tiny import UNET_PRESETS
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(**{**UNET_PRESETS["tiny"], **changes}).eval()
+
+
 def test_checkpoint_for_another_unet_is_refused(gated, tmp_path):
     path = save_gates(gated, tmp_path / "g.safetensors")
-    other = build_unet("tiny", seed=0)
-    other.register_to_config(norm_eps=1e-6)  # same shapes, different architecture config
+    # same cross-attention sites and gate head shapes, another backbone (the time embedding is wider)
+    other = _tiny_variant(addition_time_embed_dim=16, projection_class_embeddings_input_dim=6 * 16 + 32)
     with pytest.raises(CheckpointError, match="another UNet architecture"):
         load_gates(other, path)
     small = build_unet("small", seed=0)
@@ -80,40 +89,12 @@ def test_corrupted_checkpoints_are_refused(gated, tmp_path):
         load_gates(build_unet("tiny"), tmp_path / "missing.safetensors")
 
 
-def _official_file(unet, path, with_optimizer=True):
-    """A checkpoint laid out as the official code writes gate_final.pt (torch.save of plain containers)."""
-    inst = unet._maskattn_installation
-    state = {k: v.clone() for k, v in unet.state_dict().items() if ".processor.gate_head." in k}
-    payload = {
-        "format": "maskattn-sdxl-gates-v1",
-        "checkpoint_kind": "trained",
-        "maskattn_config": {"stage": inst.config.stage, "placement": inst.config.placement,
-                            "threshold": inst.config.threshold, "negative_value": inst.config.negative_value,
-                            "gate_hidden_dim": inst.config.hidden_size,
-                            "share_gate_heads_by_stage": inst.config.share_heads},
-        "selected_layers": [s + ".processor" for s in inst.sites],
-        "stage_by_layer": {s + ".processor": s.split(".")[0] for s in inst.sites},
-        "gate_state_dict": state,
-        "optimizer": None,
-        "global_step": 1000,
-    }
-    if with_optimizer:
-        params = list({id(p): p for p in unet.parameters() if p.requires_grad}.values())
-        opt = torch.optim.AdamW(params, lr=1e-4)
-        for p in params:
-            p.grad = torch.zeros_like(p)
-        opt.step()
-        payload["optimizer"] = opt.state_dict()
-    torch.save(payload, path)
-    return path
-
-
 @pytest.mark.parametrize("share", [True, False])
 def test_official_checkpoint_loads_and_reproduces_outputs(tmp_path, share):
     source = build_unet("tiny", seed=0)
     install_gates(source, GateConfig(stage="all", share_heads=share))
-    randomize_heads(source, seed=5)
-    path = _official_file(source, tmp_path / "gate_final.pt")
+    randomize_gates(source, seed=5)
+    path = official_checkpoint_file(source, tmp_path / "gate_final.pt")
     target = build_unet("tiny", seed=0)
     load_official_gates(target, path)
     feed = UNetIOSpec.for_unet(target).dummy_inputs(2, 16, 16, seed=2)
@@ -135,7 +116,7 @@ def test_official_checkpoint_is_never_unpickled_unsafely(tmp_path):
 def test_official_checkpoint_for_another_unet_is_refused(tmp_path):
     source = build_unet("tiny", seed=0)
     install_gates(source, GateConfig(stage="all"))
-    path = _official_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
+    path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
     payload = torch.load(path, weights_only=True)
     payload["selected_layers"] = payload["selected_layers"][:3]
     torch.save(payload, path)

@@ -24,8 +24,10 @@ def test_threshold_logit_is_the_logit_of_tau(tau):
     [
         ({"stage": "middle"}, "stage"),
         ({"placement": "both"}, "placement"),
-        ({"threshold": 0.0}, "threshold"),
-        ({"threshold": 1.0}, "threshold"),
+        ({"threshold": -0.1}, "threshold"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": float("nan")}, "threshold"),
+        ({"threshold": True}, "threshold"),
         ({"negative_value": 1.0}, "negative_value"),
         ({"negative_value": -1e9}, "negative_value"),
         ({"hidden_size": 0}, "hidden_size"),
@@ -43,3 +45,9 @@ def test_from_dict_rejects_unknown_keys_by_name():
     with pytest.raises(ConfigError, match="treshold"):
         GateConfig.from_dict({"treshold": 0.5})
     assert GateConfig.from_dict(GateConfig(stage="high").to_dict()) == GateConfig(stage="high")
+
+
+def test_threshold_0_and_1_are_accepted_with_finite_logits():
+    """The official config allows tau in [0, 1]; logit(0) / logit(1) are infinite, so they are clamped."""
+    low, high = GateConfig(threshold=0.0).threshold_logit, GateConfig(threshold=1).threshold_logit
+    assert math.isfinite(low) and math.isfinite(high) and low == -high == -3.4028234663852886e38

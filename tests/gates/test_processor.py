@@ -16,7 +16,8 @@ from maskattn_trt.gates import (
 )
 from maskattn_trt.spec import UNetIOSpec
 
-from .helpers import randomize_heads, unet_forward
+from ..helpers import trained_looking_gates
+from .helpers import unet_forward
 from .official_reference import reference_gated_attention
 
 
@@ -46,7 +47,7 @@ def test_gates_change_the_output_and_touch_only_selected_sites(tiny_unet, feed):
     with torch.no_grad():
         stock = unet_forward(tiny_unet, feed)
         inst = install_gates(tiny_unet)
-        randomize_heads(tiny_unet)
+        trained_looking_gates(tiny_unet)
         set_gate_recording(tiny_unet, True)
         gated = unet_forward(tiny_unet, feed)
     assert (gated - stock).abs().max().item() > 1e-3
@@ -97,7 +98,7 @@ def test_processor_matches_the_official_formulation():
 
 def test_ste_gradients_reach_every_gate_parameter_and_no_backbone_parameter(tiny_unet, feed):
     install_gates(tiny_unet, GateConfig(stage="all"))
-    randomize_heads(tiny_unet)
+    trained_looking_gates(tiny_unet)
     out = unet_forward(tiny_unet, feed)
     out.square().mean().backward()
     gate_ids = {id(p) for p in gate_parameters(tiny_unet)}

@@ -16,7 +16,7 @@ from maskattn_trt.parity.compare import compare_case
 from maskattn_trt.runners import EagerRunner
 from maskattn_trt.spec import OUTPUT_NAME, Range
 
-from ..export.helpers import gated_tiny, tiny_spec
+from ..helpers import tiny_spec
 
 SITE = "down_blocks.2.attentions.0.transformer_blocks.0.attn2"
 TOL = {OUTPUT_NAME: (1e-4, 1e-5), "gate_agreement": 0.999, "gate_logit_margin": 1e-3, "flip_noise_pred": (1e-2, 1e-3)}
@@ -55,12 +55,8 @@ def test_decision_margins_use_the_runner_up_in_all_closed_rows():
     assert torch.allclose(m[0, 1], torch.tensor([2.0, 0.2, 0.2]))  # all closed: distance to the kept arg-max
 
 
-@pytest.fixture(scope="module")
-def gated():
-    return gated_tiny(seed=5)
-
-
-def test_compare_runners_fp16_against_fp32(gated, tiny_pipe):
+def test_compare_runners_fp16_against_fp32(gated_unet, tiny_pipe):
+    gated = gated_unet  # read-only: the fp16 runner gets a cast copy
     spec = tiny_spec(gated)
     half = cast_unet(copy.deepcopy(gated), "fp16")
     narrow = EagerRunner(half, spec.replace(dtype="fp16", height=Range(16, 16, 32), width=Range(16, 16, 32)))
@@ -85,8 +81,8 @@ def test_compare_runners_fp16_against_fp32(gated, tiny_pipe):
     assert any("FAIL" in row for row in failing.table())
 
 
-def test_feeds_are_random_and_real_prompt_encodings(gated, tiny_pipe):
-    spec = tiny_spec(gated)
+def test_feeds_are_random_and_real_prompt_encodings(gated_unet, tiny_pipe):
+    spec = tiny_spec(gated_unet)
     shapes = parity_shapes(spec)
     assert len({s[0] for s in shapes}) == 2 and len({s[1:] for s in shapes}) == 2
     assert all(spec.batch.contains(b) and spec.height.contains(h) and spec.width.contains(w) for b, h, w in shapes)

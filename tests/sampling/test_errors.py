@@ -35,14 +35,14 @@ def test_height_not_multiple_of_8(height):
         SampleSettings(height=height)
 
 
-def test_height_outside_export_profile(tmp_path, export_dir):
-    message = _generate(tmp_path, backend="onnxruntime", onnx=export_dir,
+def test_height_outside_export_profile(tmp_path, fp32_export):
+    message = _generate(tmp_path, backend="onnxruntime", onnx=fp32_export.out_dir,
                         settings=SampleSettings(steps=2, height=256, width=64))
     assert "latent height 128 (256 px) is outside the exported range 16:32:64" in message
 
 
-def test_batch_outside_export_profile(tmp_path, export_dir):
-    message = _generate(tmp_path, backend="onnxruntime", onnx=export_dir, batch=3,
+def test_batch_outside_export_profile(tmp_path, fp32_export):
+    message = _generate(tmp_path, backend="onnxruntime", onnx=fp32_export.out_dir, batch=3,
                         prompts=PROMPT * 3)  # 3 images x2 for guidance = 6 > max 4
     assert "batch 6 is outside the exported range 1:2:4" in message and "x2 for guidance" in message
 
@@ -61,31 +61,30 @@ def test_bad_jsonl_line(tmp_path):
         read_prompts(path)
 
 
-def _tampered(export_dir, tmp_path, file, key, value):
+def _tampered(export, tmp_path, file, key, value):
     copy = tmp_path / "export"
-    shutil.copytree(export_dir, copy)
+    shutil.copytree(export.out_dir, copy)  # the shared export stays untouched
     data = json.loads((copy / file).read_text())
     data[key] = value
     (copy / file).write_text(json.dumps(data))
     return copy
 
 
-def test_onnx_for_another_model_io_spec(tmp_path, export_dir):
-    onnx = _tampered(export_dir, tmp_path, "io_spec.json", "cross_attention_dim", 2048)
+def test_onnx_for_another_model_io_spec(tmp_path, fp32_export):
+    onnx = _tampered(fp32_export, tmp_path, "io_spec.json", "cross_attention_dim", 2048)
     message = _generate(tmp_path, backend="onnxruntime", onnx=onnx)
     assert "made for another model: its cross_attention_dim is 2048, this pipeline's is 64" in message
 
 
-def test_onnx_for_another_model_fingerprint(tmp_path, export_dir):
-    onnx = _tampered(export_dir, tmp_path, "manifest.json", "unet_fingerprint", "f" * 64)
+def test_onnx_for_another_model_fingerprint(tmp_path, fp32_export):
+    onnx = _tampered(fp32_export, tmp_path, "manifest.json", "unet_fingerprint", "f" * 64)
     assert "another UNet architecture (fingerprint ffffffffffff" in _generate(tmp_path, backend="onnxruntime",
                                                                              onnx=onnx)
 
 
-def test_onnx_with_other_gates(tmp_path, export_dir, gated):
-    onnx = _tampered(export_dir, tmp_path, "manifest.json", "gates_hash", "0" * 64)
-    _, gates = gated
-    message = _generate(tmp_path, backend="onnxruntime", onnx=onnx, gates=gates)
+def test_onnx_with_other_gates(tmp_path, fp32_export, gates_checkpoint):
+    onnx = _tampered(fp32_export, tmp_path, "manifest.json", "gates_hash", "0" * 64)
+    message = _generate(tmp_path, backend="onnxruntime", onnx=onnx, gates=gates_checkpoint)
     assert "holds gates 000000000000" in message and "export / build again with these gates" in message
 
 
@@ -100,7 +99,7 @@ def test_gate_maps_need_gates(tmp_path):
                                       settings=SampleSettings(steps=2, height=64, width=64)))
 
 
-def test_gate_maps_steps_at_out_of_range(tmp_path, gated):
+def test_gate_maps_steps_at_out_of_range(tmp_path, gates_checkpoint):
     with pytest.raises(BadInputError, match=r"--steps-at \[5\] outside 0..1"):
-        make_gate_maps(GateMapRequest(prompt="a cat", out=tmp_path / "g", gates=gated[1], steps_at=(0, 5),
+        make_gate_maps(GateMapRequest(prompt="a cat", out=tmp_path / "g", gates=gates_checkpoint, steps_at=(0, 5),
                                       settings=SampleSettings(steps=2, height=64, width=64), progress=False))

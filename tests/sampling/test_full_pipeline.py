@@ -1,6 +1,6 @@
 """The whole pipeline on ONNX Runtime: text encoders, UNet and VAE decoder from one export tree.
 
-The tree reuses the package's gated UNet export (``export_dir``) and adds the three other components
+The tree reuses the session's gated UNet export (``fp32_export``) and adds the three other components
 (exported once per module, seconds)."""
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ SETTINGS = SampleSettings(steps=4, guidance=5.0, height=64, width=64)
 
 
 @pytest.fixture(scope="module")
-def tree(export_dir, tmp_path_factory):
+def tree(fp32_export, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline") / "tiny_pipeline"
     root.mkdir()
-    shutil.copytree(export_dir, root / "unet")
+    shutil.copytree(fp32_export.out_dir, root / "unet")
     for component in ("text_encoder", "text_encoder_2", "vae_decoder"):
         export_components(ExportRequest(out=root / component, component=component), progress=False)
     return root
@@ -50,8 +50,8 @@ def _generate(out, **kwargs):
     return np.asarray(Image.open(png)), json.loads(png.with_suffix(".json").read_text()), report
 
 
-def test_full_onnxruntime_generation_matches_eager(tree, gated, tmp_path):
-    _, gates_path = gated
+def test_full_onnxruntime_generation_matches_eager(tree, gates_checkpoint, tmp_path):
+    gates_path = gates_checkpoint
     eager, eager_meta, _ = _generate(tmp_path / "eager", gates=gates_path)
     full, meta, report = _generate(tmp_path / "ort", backend="onnxruntime", onnx=tree)
     assert meta["components"] == dict.fromkeys(("unet", "text_encoder", "text_encoder_2", "vae_decoder"),

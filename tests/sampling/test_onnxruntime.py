@@ -23,9 +23,9 @@ def _run(pipe, backend, onnx=None, gates=None, record=False):
 
 
 @pytest.fixture(scope="module")
-def both(gated, export_dir):
-    pipe, gates = gated
-    return _run(pipe, "eager", gates=gates, record=True), _run(pipe, "onnxruntime", onnx=export_dir, record=True)
+def both(gated_pipe, gates_checkpoint, fp32_export):
+    return (_run(gated_pipe, "eager", gates=gates_checkpoint, record=True),
+            _run(gated_pipe, "onnxruntime", onnx=fp32_export.out_dir, record=True))
 
 
 def test_ort_matches_eager(both):
@@ -46,8 +46,8 @@ def test_ort_gate_maps_match_eager(both):
         assert 0.0 < gate.mean().item() < 1.0, f"{site}: gates all open or all closed; the maps would be empty"
 
 
-def test_eager_and_ort_record_same_gate_hash(gated, export_dir):
-    pipe, gates = gated
-    eager = open_backend(pipe, pipe.unet, "eager", gates_path=gates)
-    ort = open_backend(pipe, pipe.unet, "onnxruntime", model="tiny", onnx=export_dir)
+def test_eager_and_ort_record_same_gate_hash(gated_pipe, gates_checkpoint, fp32_export):
+    pipe = gated_pipe
+    eager = open_backend(pipe, pipe.unet, "eager", gates_path=gates_checkpoint)
+    ort = open_backend(pipe, pipe.unet, "onnxruntime", model="tiny", onnx=fp32_export.out_dir)
     assert eager.gates["gates_hash"] == ort.gates["gates_hash"]

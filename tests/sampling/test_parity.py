@@ -23,8 +23,8 @@ STEPS, SIZE = 4, 64
 
 
 @pytest.fixture(scope="module")
-def opened(gated):
-    pipe, _ = gated
+def opened(gated_pipe):
+    pipe = gated_pipe
     set_gates_open(pipe.unet, True)
     yield pipe
     set_gates_open(pipe.unet, False)

@@ -42,5 +42,9 @@ def test_training_from_the_cache_matches_training_without_it(tmp_path):
         remove_gates(pipe.unet)  # fresh heads from the recipe seed each time
         train(tiny_recipe(tmp_path / name, *common, *extra), pipe=pipe)
         heads.append([p.detach().clone() for h in gate_heads(pipe.unet).values() for p in h.parameters()])
+    # The cache encodes in other batch compositions than the loader, so its latents differ from on-the-fly ones
+    # by float rounding (~1e-7); Adam's normalised steps amplify that on near-zero gradients: measured up to
+    # 4e-5 after 4 steps (lr 1e-3: each step moves a weight by up to 1e-3), so 2e-4 still catches a cache
+    # that feeds other samples, noise or conditioning (differences of the order of the update itself).
     for a, b in zip(*heads, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-3)

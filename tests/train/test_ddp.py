@@ -23,6 +23,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.smoke  # the one 2-process launch in the README test command (CI): DDP keeps the ranks' gates equal
 def test_two_process_gloo_run_keeps_gate_weights_identical(tmp_path):
     torchrun = shutil.which("torchrun")
     command = ([torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]) + [
@@ -47,6 +49,7 @@ def test_two_process_gloo_run_keeps_gate_weights_identical(tmp_path):
     assert gates_hash(init) != rank0[0]
 
 
+@pytest.mark.slow  # the same 2-process training through train/launch.sh (pytest -m slow)
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_launch_script_runs_two_processes(tmp_path, launcher):
     if launcher == "accelerate" and not shutil.which("accelerate"):

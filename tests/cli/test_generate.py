@@ -10,12 +10,12 @@ from PIL import Image
 SMALL = ("--steps", "3", "--height", "64", "--width", "64", "--no-progress")
 
 
-def test_generate_jsonl_eager(run_cli, tmp_path, gated):
+def test_generate_jsonl_eager(run_cli, tmp_path, gates_checkpoint):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "a red cat on a blue sofa", "seed": 42, "negative": "blurry"}\n'
                        '{"prompt": "a dog in the snow"}\n')
     out = tmp_path / "gen"
-    code, stdout, stderr = run_cli("generate", "--prompts", prompts, "--gates", gated[1], "--batch", "2",
+    code, stdout, stderr = run_cli("generate", "--prompts", prompts, "--gates", gates_checkpoint, "--batch", "2",
                                    "--seed", "7", "--scheduler", "dpmpp_2m_karras", "--out", out, *SMALL)
     assert code == 0, stderr
     assert "wrote 2 image(s) with the eager backend" in stdout and "images/s" in stdout and "ms/step" in stdout
@@ -30,9 +30,9 @@ def test_generate_jsonl_eager(run_cli, tmp_path, gated):
     assert not list(out.glob(".*.tmp")), "temporary files left behind"
 
 
-def test_generate_onnxruntime_and_truncation_warning(run_cli, tmp_path, export_dir):
+def test_generate_onnxruntime_and_truncation_warning(run_cli, tmp_path, fp32_export):
     long = "a red cat on a blue sofa " * 12 + "under a golden moon"
-    code, stdout, stderr = run_cli("generate", "--backend", "onnxruntime", "--onnx", export_dir, "--prompt", long,
+    code, stdout, stderr = run_cli("generate", "--backend", "onnxruntime", "--onnx", fp32_export.out_dir, "--prompt", long,
                                    "--out", tmp_path / "gen", *SMALL)
     assert code == 0, stderr
     assert "with the onnxruntime backend" in stdout
@@ -50,9 +50,9 @@ def test_generate_bad_input_is_one_line(run_cli, tmp_path):
     assert code == 2 and "holds no prompt" in stderr
 
 
-def test_gates_command_eager_and_onnxruntime(run_cli, tmp_path, gated, export_dir):
+def test_gates_command_eager_and_onnxruntime(run_cli, tmp_path, gates_checkpoint, fp32_export):
     fractions = {}
-    for backend, extra in (("eager", ("--gates", gated[1])), ("onnxruntime", ("--onnx", export_dir))):
+    for backend, extra in (("eager", ("--gates", gates_checkpoint)), ("onnxruntime", ("--onnx", fp32_export.out_dir))):
         out = tmp_path / backend
         code, stdout, stderr = run_cli("gates", "--backend", backend, *extra, "--prompt", "a red cat on a blue sofa",
                                        "--steps-at", "0,2", "--json", out / "fractions.json", "--out", out, *SMALL)
@@ -67,15 +67,3 @@ def test_gates_command_eager_and_onnxruntime(run_cli, tmp_path, gated, export_di
     assert eager["steps"] == [0, 2] and len(eager["sites"]) == len(eager["per_token"][0]["sites"])
     for a, b in zip(eager["per_token"], ort["per_token"], strict=True):
         assert abs(a["mean"] - b["mean"]) <= 1e-3, (a["token"], a["mean"], b["mean"])
-
-
-def test_demo_stage_via_onnxruntime(tmp_path, gated, export_dir):
-    from maskattn_trt.demo import DemoState
-    from maskattn_trt.demo.generate import demo_stage
-
-    pipe, gates = gated
-    state = DemoState(out_dir=tmp_path, quick=True, pipe=pipe, gates_path=gates, onnx_dir=export_dir)
-    lines = demo_stage(state)
-    assert lines[0].startswith("onnxruntime: image") and "open fraction per token: <start>" in lines[-1]
-    names = {p.name for p in (tmp_path / "generate").iterdir()}
-    assert {"gate_fractions.json"} < names and sum(n.endswith(".gates.png") for n in names) == 1

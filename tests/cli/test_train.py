@@ -3,7 +3,7 @@
 from maskattn_trt.gates import read_gate_checkpoint
 from maskattn_trt.train.metrics import read_metrics
 
-from .helpers import TINY_RECIPE
+from ..train.helpers import TINY_RECIPE
 
 
 def test_train_stop_resume_and_export(run_cli, tmp_path):
@@ -34,14 +34,6 @@ def test_train_errors_are_one_line(run_cli, tmp_path):
     code, _, err = run_cli("train", "--recipe", TINY_RECIPE, "--out", tmp_path / "r", "--data-format", "jsonl",
                            "--data", tmp_path / "missing.jsonl", "--no-progress")
     assert code == 2 and "manifest" in err and "does not exist" in err
-
-
-def test_demo_train_stage_trains_the_installed_gates(run_cli, tmp_path):
-    code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--only", "gates", "--only", "train", "--quick")
-    assert code == 0, err
-    assert "[train]" in out and "trained the installed gate heads for 12 steps" in out
-    assert "fixed-batch loss" in out and "open fraction per site after training" in out
-    assert (tmp_path / "demo" / "train" / "gates.safetensors").is_file()
 
 
 def test_cache_only_encodes_the_dataset_once(run_cli, tmp_path):
