@@ -127,6 +127,7 @@ class UNetIOSpec:
     gate_sites: tuple[str, ...] = field(default_factory=tuple)
     gate_downsample: dict = field(default_factory=dict)
     block_downsample: dict = field(default_factory=dict)
+    component = "unet"  # a class attribute, not a field: which pipeline graph this spec describes
 
     # --------------------------------------------------------------- construction
     @classmethod
@@ -170,8 +171,19 @@ class UNetIOSpec:
         return DTYPES[self.dtype]
 
     @property
+    def input_names(self) -> tuple[str, ...]:
+        return INPUT_NAMES
+
+    @property
     def output_names(self) -> list[str]:
         return [OUTPUT_NAME] + [GATE_PREFIX + s for s in self.gate_sites]
+
+    def output_dtypes(self) -> dict[str, torch.dtype]:
+        return dict.fromkeys(self.output_names, self.torch_dtype)
+
+    def max_dims(self) -> tuple[int, int, int]:
+        """(batch, latent height, latent width) of the largest feed the spec accepts (buffer allocation)."""
+        return self.batch.max, self.height.max, self.width.max
 
     def input_dtypes(self) -> dict[str, torch.dtype]:
         dt = self.torch_dtype
@@ -261,7 +273,10 @@ class UNetIOSpec:
     @classmethod
     def from_dict(cls, data: dict) -> UNetIOSpec:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known - {"input_names", "output_names", "dynamic_axes", "profile"})
+        ignored = {"input_names", "output_names", "dynamic_axes", "profile", "component"}
+        unknown = sorted(set(data) - known - ignored)
+        if data.get("component", "unet") != "unet":
+            raise BadInputError(f"this IO spec describes the {data['component']}, not a UNet")
         if unknown:
             raise BadInputError(f"IO spec has unknown key(s) {', '.join(unknown)}")
         values = {k: v for k, v in data.items() if k in known}
@@ -273,6 +288,7 @@ class UNetIOSpec:
 
     def save(self, path: str | Path) -> None:
         payload = self.to_dict()
+        payload["component"] = self.component
         payload["input_names"] = list(INPUT_NAMES)
         payload["output_names"] = self.output_names
         payload["dynamic_axes"] = {k: {str(a): n for a, n in v.items()} for k, v in self.dynamic_axes().items()}

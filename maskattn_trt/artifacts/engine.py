@@ -13,12 +13,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EngineBuildError
-from ..spec import UNetIOSpec
+from ..component_spec import COMPONENTS, IOSpec, component_of, io_spec_from_dict
+from ..errors import BadInputError, EngineBuildError
 from ..utils.io import sha256_file, write_json_atomic
 from .export import MANIFEST_NAME, read_manifest
 
 ENGINE_FORMAT = "maskattn-trt-engine-v1"
+
+
+def engine_name(component: str) -> str:
+    """The file name of a component's engine inside an engine folder (``build-engine`` on an export tree)."""
+    return f"{component}.engine"
 
 
 def engine_manifest_path(engine_path: str | os.PathLike) -> Path:
@@ -48,8 +53,8 @@ class EngineManifest:
     head_of_site: dict = field(default_factory=dict)
     format: str = ENGINE_FORMAT
 
-    def spec(self) -> UNetIOSpec:
-        return UNetIOSpec.from_dict(self.io_spec)
+    def spec(self) -> IOSpec:
+        return io_spec_from_dict(self.io_spec)
 
     def save(self, path: str | os.PathLike) -> Path:
         return write_json_atomic(path, self.__dict__)
@@ -108,8 +113,12 @@ class EngineArtifact:
     export_manifest: dict = field(default_factory=dict)
 
     @property
-    def io_spec(self) -> UNetIOSpec:
+    def io_spec(self) -> IOSpec:
         return self.manifest.spec()
+
+    @property
+    def component(self) -> str:
+        return component_of(self.io_spec)
 
     @property
     def gates_hash(self) -> str | None:
@@ -125,3 +134,20 @@ def open_engine(path: str | os.PathLike) -> EngineArtifact:
     export_folder = Path(manifest.onnx_path).parent
     export_manifest = read_manifest(export_folder) if (export_folder / MANIFEST_NAME).is_file() else {}
     return EngineArtifact(engine_path, manifest, export_manifest)
+
+
+def open_engine_tree(path: str | os.PathLike) -> dict[str, EngineArtifact]:
+    """An engine folder (``build-engine`` on an export tree: ``<component>.engine`` + manifests) or one engine
+    file -> {component: artifact}."""
+    path = Path(path)
+    if path.is_dir():
+        found = {c: open_engine(path / engine_name(c)) for c in COMPONENTS if (path / engine_name(c)).is_file()}
+        if not found:
+            raise BadInputError(f"{path} holds no engines ({', '.join(engine_name(c) for c in COMPONENTS)}); build "
+                                "them with `maskattn-trt build-engine --onnx EXPORT_TREE --out FOLDER`")
+        for component, artifact in found.items():
+            if artifact.component != component:
+                raise BadInputError(f"{artifact.engine_path} holds the {artifact.component}, not the {component}")
+        return found
+    artifact = open_engine(path)
+    return {artifact.component: artifact}

@@ -1,4 +1,9 @@
-"""The export folder: ``unet.onnx`` (+ ``unet.onnx.data`` over 2 GB), ``io_spec.json`` and ``manifest.json``.
+"""The export folder: ``<component>.onnx`` (+ ``<component>.onnx.data`` over 2 GB), ``io_spec.json`` and
+``manifest.json``; and the export tree (``export --component all``): one such folder per component.
+
+A folder holds exactly one component (``unet``, ``text_encoder``, ``text_encoder_2``, ``vae_decoder``), named by
+its graph file and recorded in its IO spec and manifest, so a folder passed where another component is expected
+is refused with a clear message.
 
 The manifest records what was exported, from what, with what: the engine builder reads ``onnx_sha256`` and
 ``gates_hash``; ``parity`` reads ``model``, ``seed`` and the gate checkpoint to rebuild the eager reference;
@@ -13,13 +18,23 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from ..component_spec import COMPONENTS, IOSpec, check_component, component_of, load_io_spec
 from ..errors import BadInputError
-from ..spec import UNetIOSpec
 from ..utils.io import sha256_file
 
 EXPORT_FORMAT = "maskattn-trt-export-v1"
-ONNX_NAME = "unet.onnx"
-DATA_NAME = "unet.onnx.data"
+
+
+def onnx_name(component: str = "unet") -> str:
+    return f"{check_component(component)}.onnx"
+
+
+def data_name(component: str = "unet") -> str:
+    return onnx_name(component) + ".data"
+
+
+ONNX_NAME = onnx_name("unet")
+DATA_NAME = data_name("unet")
 IO_SPEC_NAME = "io_spec.json"
 MANIFEST_NAME = "manifest.json"
 _PACKAGES = ("torch", "onnx", "onnxruntime", "onnxslim", "diffusers", "transformers", "maskattn-trt")
@@ -39,13 +54,38 @@ def now_utc() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def resolve_onnx(path: str | Path) -> Path:
-    """An export folder or a ``.onnx`` file -> the ``.onnx`` file, with a clear error when absent."""
+def folder_components(folder: Path) -> list[str]:
+    """The components whose graph file lies in ``folder`` (one for a folder written by ``export``)."""
+    return [c for c in COMPONENTS if (folder / onnx_name(c)).is_file()]
+
+
+def tree_components(folder: Path) -> list[str]:
+    """The components of an export tree: subfolders named after a component, each holding its graph."""
+    return [c for c in COMPONENTS if (folder / c / onnx_name(c)).is_file()]
+
+
+def resolve_onnx(path: str | Path, component: str | None = None) -> Path:
+    """An export folder or a ``.onnx`` file -> the ``.onnx`` file, with a clear error when absent or when the
+    folder holds another component than ``component``."""
     path = Path(path)
-    onnx_path = path / ONNX_NAME if path.is_dir() else path
+    if path.is_dir():
+        found = folder_components(path)
+        if component is not None and component not in found and component in tree_components(path):
+            path, found = path / component, [component]
+        if not found:
+            inside = tree_components(path)
+            hint = (f" (it is an export tree holding {', '.join(inside)}: pass {path}/<component>)" if inside
+                    else "")
+            raise BadInputError(f"no ONNX graph in {path}{hint}; pass a folder written by `maskattn-trt export`")
+        if component is not None and component not in found:
+            raise BadInputError(f"{path} holds the {' and '.join(found)} export, not the {component}; pass the "
+                                f"{component} folder (`maskattn-trt export --component {component}` writes one)")
+        onnx_path = path / onnx_name(component or found[0])
+    else:
+        onnx_path = path
     if not onnx_path.is_file():
         raise BadInputError(f"no ONNX graph at {onnx_path}; pass a folder written by `maskattn-trt export` "
-                            "or its unet.onnx")
+                            "or its .onnx file")
     return onnx_path
 
 
@@ -81,8 +121,12 @@ class ExportArtifact:
     """A loaded export: its graph path, IO spec and manifest (empty for a bare ``.onnx`` + ``io_spec.json``)."""
 
     onnx_path: Path
-    io_spec: UNetIOSpec
+    io_spec: IOSpec
     manifest: dict = field(default_factory=dict)
+
+    @property
+    def component(self) -> str:
+        return component_of(self.io_spec)
 
     @property
     def folder(self) -> Path:
@@ -107,11 +151,31 @@ class ExportArtifact:
         return actual
 
 
-def open_export(path: str | Path, *, require_manifest: bool = False) -> ExportArtifact:
-    """An export folder or its ``unet.onnx`` -> :class:`ExportArtifact` (IO spec required; the manifest too when
-    ``require_manifest``)."""
-    onnx_path = resolve_onnx(path)
-    io_spec = UNetIOSpec.load(onnx_path.parent / IO_SPEC_NAME)
+def open_export(path: str | Path, *, require_manifest: bool = False, component: str | None = None) -> ExportArtifact:
+    """An export folder or its ``.onnx`` -> :class:`ExportArtifact` (IO spec required; the manifest too when
+    ``require_manifest``). With ``component``, a folder (or tree subfolder) of another component is refused."""
+    onnx_path = resolve_onnx(path, component)
+    io_spec = load_io_spec(onnx_path.parent / IO_SPEC_NAME)
+    found = component_of(io_spec)
+    if component is not None and found != component:
+        raise BadInputError(f"{onnx_path.parent} holds the {found} export, not the {component}; pass the "
+                            f"{component} folder")
+    if onnx_path.name in {onnx_name(c) for c in COMPONENTS} and onnx_path.name != onnx_name(found):
+        raise BadInputError(f"{onnx_path} sits beside an IO spec of the {found}: the folder mixes two exports; "
+                            "re-export it")
     has_manifest = (onnx_path.parent / MANIFEST_NAME).is_file()
     manifest = read_manifest(onnx_path.parent) if has_manifest or require_manifest else {}
+    if manifest and manifest.get("component", "unet") != found:
+        raise BadInputError(f"{onnx_path.parent}: the manifest says {manifest.get('component', 'unet')}, the IO "
+                            f"spec {found}; the folder mixes two exports — re-export it")
     return ExportArtifact(onnx_path, io_spec, manifest)
+
+
+def open_export_tree(path: str | Path, *, require_manifest: bool = False) -> dict[str, ExportArtifact]:
+    """An export tree (``export --component all``) or one component folder -> {component: artifact}."""
+    path = Path(path)
+    if path.is_dir() and not folder_components(path) and tree_components(path):
+        return {c: open_export(path / c, require_manifest=require_manifest, component=c)
+                for c in tree_components(path)}
+    artifact = open_export(path, require_manifest=require_manifest)
+    return {artifact.component: artifact}

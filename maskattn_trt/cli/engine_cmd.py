@@ -11,9 +11,11 @@ from .options import POSITIVE, gates_option, progress_option
 
 @click.command("build-engine")
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(exists=True),
-              help="Export folder (unet.onnx + io_spec.json) or its unet.onnx.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Engine file (.engine). Default: engines/<export>.<dtype>.<builder>[.<sm>].engine")
+              help="Export folder of any component (<component>.onnx + io_spec.json), its .onnx, or an export tree "
+                   "(export --component all: every component is built).")
+@click.option("--out", type=click.Path(), default=None,
+              help="Engine file (.engine); for an export tree, a folder (<component>.engine inside). Default: "
+                   "engines/<export>.<dtype>.<builder>[.<sm>].engine, or engines/<tree>/ for a tree.")
 @click.option("--builder", type=click.Choice(["tensorrt", "tensorrt-rtx"]), default=None,
               help="Default: whichever is installed, preferring standard TensorRT.")
 @click.option("--batch", default=None, help="Batch MIN:OPT:MAX (default: the exported range).")
@@ -40,8 +42,9 @@ def build_engine(onnx_path, out, builder, batch, height, width, static, opt_leve
     Examples:
       maskattn-trt build-engine --onnx export/out/tiny --builder tensorrt-rtx --compute-capability SM89
       maskattn-trt build-engine --onnx export/out/sdxl --height 768:1024:1024 --width 768:1024:1024 --batch 1:2:2
+      maskattn-trt build-engine --onnx export/out/tiny_pipeline --builder tensorrt-rtx --out engines/tiny_pipeline
     """
-    from ..engines.build import BuildOptions
+    from ..engines.build import BuildOptions, build_engines, is_export_tree
     from ..engines.build import build_engine as run_build
 
     options = BuildOptions(
@@ -50,6 +53,14 @@ def build_engine(onnx_path, out, builder, batch, height, width, static, opt_leve
         timing_cache=Path(timing_cache) if timing_cache else None, refittable=refittable,
         compute_capabilities=tuple(ccs), verbose=verbose, progress=not no_progress,
     )
+    if is_export_tree(onnx_path):
+        results = build_engines(options, echo=click.echo)
+        for result in results:
+            click.echo(result.summary())
+        total = sum(r.manifest.engine_bytes for r in results) / (1 << 20)
+        click.echo(f"built {len(results)} engines ({total:.1f} MiB) in {sum(r.seconds for r in results):.1f} s into "
+                   f"{results[0].engine_path.parent}")
+        return
     result = run_build(options, echo=click.echo)
     click.echo(result.summary())
 

@@ -27,7 +27,8 @@ def sampling_options(func):
         click.option("--backend", type=click.Choice(["eager", "onnxruntime", "tensorrt"]), default="eager",
                      show_default=True, help="Who runs the UNet."),
         click.option("--onnx", type=click.Path(), default=None,
-                     help="Export folder (or its unet.onnx) for --backend onnxruntime."),
+                     help="Export folder (or its unet.onnx) for --backend onnxruntime, or an export tree "
+                          "(export --component all) to run the text encoders and VAE in ONNX Runtime too."),
         click.option("--negative-prompt", default=None, help="Negative prompt (default: none; SDXL uses zeros)."),
         click.option("--steps", type=POSITIVE, default=30, show_default=True, help="Denoising steps."),
         click.option("--guidance", type=FiniteFloat(min=0), default=5.0, show_default=True,
@@ -74,7 +75,11 @@ def _echo_warnings(func):
 
 @click.command("generate")
 @sampling_options
-@click.option("--engine", type=click.Path(dir_okay=False), default=None, help="Engine file for --backend tensorrt.")
+@click.option("--engine", type=click.Path(), default=None,
+              help="Engine file for --backend tensorrt, or an engine folder built from an export tree.")
+@click.option("--components", default="auto", show_default=True,
+              help="Components the onnxruntime/tensorrt backend runs: auto (every one --onnx/--engine holds), all, "
+                   "unet (text encoders and VAE in PyTorch), or a comma list such as unet,vae_decoder.")
 @click.option("--prompt", "prompt_texts", multiple=True, help="Prompt (repeatable).")
 @click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), default=None,
               help="File: one prompt per line, or JSONL {\"prompt\", \"seed\", \"negative\"} per line.")
@@ -85,7 +90,8 @@ def _echo_warnings(func):
               help="Also write a JSON summary (images, timings) here ('-': stdout only JSON, the summary to stderr).")
 @_echo_warnings
 def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance, scheduler, seed, height, width, out,
-             threads, no_progress, engine, prompt_texts, prompts_file, batch, images_per_prompt, json_path):
+             threads, no_progress, engine, components, prompt_texts, prompts_file, batch, images_per_prompt,
+             json_path):
     """Generate images from prompts with the eager, ONNX Runtime or TensorRT backend.
 
     Writes <out>/NNNN_<prompt>_s<seed>.png with a JSON sidecar (prompt, seed, steps, scheduler, backend,
@@ -96,6 +102,7 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
     Examples:
       maskattn-trt generate --prompt "a red cat on a blue sofa" --steps 20 --out out/gen
       maskattn-trt generate --backend onnxruntime --onnx export/out/tiny --prompts prompts.jsonl --batch 2
+      maskattn-trt generate --backend onnxruntime --onnx export/out/tiny_pipeline --prompt "a red cat"
       maskattn-trt generate --model /models/sdxl --backend tensorrt --engine engines/sdxl.engine \\
           --prompt "a lighthouse at dusk" --scheduler dpmpp_2m_karras --steps 25
     """
@@ -111,7 +118,7 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
         prompts=tuple(entries), out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None, engine=Path(engine) if engine else None,
         gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, batch=batch,
-        images_per_prompt=images_per_prompt, threads=threads, progress=not no_progress,
+        images_per_prompt=images_per_prompt, threads=threads, progress=not no_progress, components=components,
     )
     json_target(json_path)
     report = run(request)

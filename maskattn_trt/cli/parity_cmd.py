@@ -11,12 +11,14 @@ from .options import json_option, json_target, progress_option, seed_option, wri
 
 @click.command("parity")
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(exists=True),
-              help="Export folder (unet.onnx + io_spec.json + manifest.json) or its unet.onnx.")
+              help="Export folder of any component (<component>.onnx + io_spec.json + manifest.json), its .onnx, or "
+                   "an export tree (export --component all: every component is compared).")
 @click.option("--model", default=None, help="Reference model (default: the one recorded in the export manifest).")
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
               help="Gate checkpoint of the reference (default: the one recorded in the manifest).")
-@click.option("--engine", "engine_path", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="Also compare a TensorRT engine built from this export (needs a GPU).")
+@click.option("--engine", "engine_path", type=click.Path(exists=True), default=None,
+              help="Also compare a TensorRT engine built from this export, or an engine folder for an export tree "
+                   "(needs a GPU).")
 @click.option("--providers", default=None,
               help="ONNX Runtime execution providers, comma-separated: cpu,cuda,tensorrt (default: cuda,cpu where available; the TensorRT EP is opt-in).")
 @click.option("--no-prompts", is_flag=True, help="Only random feeds (skip the text encoders).")
@@ -34,6 +36,7 @@ def parity(onnx_path, model, gates_path, engine_path, providers, no_prompts, see
     Examples:
       maskattn-trt parity --onnx export/out/tiny
       maskattn-trt parity --onnx export/out/tiny --json parity.json
+      maskattn-trt parity --onnx export/out/tiny_pipeline   # every component of an export tree
       maskattn-trt parity --onnx export/out/sdxl_fp16 --engine engines/sdxl_fp16.fp16.tensorrt.engine
     """
     from ..parity import ParityRequest, run_parity
@@ -54,10 +57,15 @@ def parity(onnx_path, model, gates_path, engine_path, providers, no_prompts, see
         echo(line)
     for line in report.table():
         echo(line)
-    tol = "; ".join(f"{name}: noise_pred max abs <= {t['noise_pred'][0]:g}, rel L2 <= {t['noise_pred'][1]:g}, "
-                    f"gate agreement >= {t['gate_agreement']} or every flip within {t.get('gate_logit_margin', 0):g} "
-                    "of the threshold logit" for name, t in report.tolerances.items())
+    tol = "; ".join(_tolerance_text(name, t) for name, t in report.tolerances.items())
     echo(f"tolerances: {tol}")
     write_json_report(json_path, report.to_dict())
     echo(f"parity {'passed' if report.passed else 'FAILED'}: {len(report.cases)} comparisons")
     report.raise_if_failed()
+
+
+def _tolerance_text(name: str, t: dict) -> str:
+    if "noise_pred" not in t:
+        return f"{name}: " + ", ".join(f"{out} max abs <= {a:g}, rel L2 <= {r:g}" for out, (a, r) in t.items())
+    return (f"{name}: noise_pred max abs <= {t['noise_pred'][0]:g}, rel L2 <= {t['noise_pred'][1]:g}, gate agreement "
+            f">= {t['gate_agreement']} or every flip within {t.get('gate_logit_margin', 0):g} of the threshold logit")

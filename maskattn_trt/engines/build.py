@@ -1,4 +1,5 @@
-"""Compile an exported UNet graph into a TensorRT or TensorRT-RTX engine, with a manifest beside it.
+"""Compile an exported graph (any component) into a TensorRT or TensorRT-RTX engine, with a manifest beside it;
+or every component of an export tree into one engine folder (``<component>.engine`` + manifests).
 
 One builder for both flavours (they share the Python API we use). Networks are strongly typed: precision
 comes from the ONNX types, never from builder flags. The plan is streamed into a temporary file next to its
@@ -8,15 +9,24 @@ swallows writer exceptions), and renamed into place only together with a complet
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnx
 
-from ..artifacts import EngineManifest, ExportArtifact, engine_manifest_path, open_export
+from ..artifacts import (
+    EngineManifest,
+    ExportArtifact,
+    engine_manifest_path,
+    engine_name,
+    open_export,
+    open_export_tree,
+    tree_components,
+)
+from ..component_spec import IOSpec, resolve_engine_profile
 from ..errors import BackendUnavailableError, BadInputError, EngineBuildError
-from ..spec import INPUT_NAMES, EngineProfile, UNetIOSpec, resolve_profile
 from ..utils.io import atomic_path, check_output_location, sha256_file
 from ..utils.tensorrt import Flavour, device_compute_capability, load_flavour, parse_compute_capability
 from .callbacks import cancel_on_sigint, progress_monitor, stream_writer
@@ -59,11 +69,14 @@ class BuildResult:
 
     def summary(self) -> str:
         m = self.manifest
+        p = m.profile
+        shape = (f"{p['batch']} x {p['pixel_height']} x {p['pixel_width']} px" if "pixel_height" in p
+                 else f"batch {p['batch']}")
         return (f"wrote {self.engine_path} ({m.engine_bytes / MIB:.1f} MiB, {m.precision}, "
                 f"{m.builder} {m.builder_version}"
                 + (f", {'+'.join(m.compute_capabilities)}" if m.compute_capabilities else "")
                 + f"{', refittable gates' if m.refittable else ''}) in {self.seconds:.1f} s; "
-                f"profile {m.profile['batch']} x {m.profile['pixel_height']} x {m.profile['pixel_width']} px; "
+                f"profile {shape}; "
                 f"timing cache: {self.timing_cache}; manifest {engine_manifest_path(self.engine_path).name}")
 
 
@@ -105,14 +118,15 @@ def _check_options(options: BuildOptions, flavour: Flavour) -> tuple[str, ...]:
     return ()
 
 
-def check_io_names(network, io_spec: UNetIOSpec) -> None:
+def check_io_names(network, io_spec: IOSpec) -> None:
     """The parsed network's inputs and outputs must be the ones the IO spec names."""
     inputs = [network.get_input(i).name for i in range(network.num_inputs)]
     outputs = [network.get_output(i).name for i in range(network.num_outputs)]
-    if sorted(inputs) != sorted(INPUT_NAMES) or sorted(outputs) != sorted(io_spec.output_names):
+    names = list(io_spec.input_names)
+    if sorted(inputs) != sorted(names) or sorted(outputs) != sorted(io_spec.output_names):
         raise BadInputError(
             f"the ONNX graph's inputs {inputs} / outputs {outputs} do not match its IO spec "
-            f"({list(INPUT_NAMES)} / {io_spec.output_names}); the folder mixes files of two exports — re-export"
+            f"({names} / {io_spec.output_names}); the folder mixes files of two exports — re-export"
         )
 
 
@@ -150,7 +164,7 @@ def _parse(flavour: Flavour, builder, export: ExportArtifact, refittable: bool, 
     parser = trt.OnnxParser(network, logger)
     model = load_graph(export.onnx_path)
     _refuse_fp32_on_turing(model, export, ccs)
-    gates_hash = export.gates_hash or gate_weights_hash(model)
+    gates_hash = (export.gates_hash or gate_weights_hash(model)) if export.component == "unet" else None
     refit_map = {}
     if refittable:
         refit_map = {name: w.to_dict() for name, w in isolate_gate_weights(model).items()}
@@ -171,7 +185,7 @@ def _parse(flavour: Flavour, builder, export: ExportArtifact, refittable: bool, 
     return network, parser, refit_map, gates_hash
 
 
-def _config(flavour: Flavour, builder, options: BuildOptions, ccs, profile: EngineProfile, export: ExportArtifact):
+def _config(flavour: Flavour, builder, options: BuildOptions, ccs, profile, export: ExportArtifact):
     trt = flavour.trt
     config = builder.create_builder_config()
     if ccs:
@@ -225,7 +239,9 @@ def build_engine(options: BuildOptions, echo=None, logger=None) -> BuildResult:
         _check_out(Path(options.out))
     export = open_export(options.onnx)
     onnx_sha256 = export.onnx_sha256()
-    profile = resolve_profile(export.io_spec, options.batch, options.height, options.width, options.static)
+    if options.refittable and export.component != "unet":
+        raise BadInputError(f"--refittable makes gate weights refittable; the {export.component} has none")
+    profile = resolve_engine_profile(export.io_spec, options.batch, options.height, options.width, options.static)
     out = Path(options.out) if options.out else default_engine_path(export, flavour, ccs)
     _check_out(out)
     if options.timing_cache is not None and Path(options.timing_cache).is_dir():
@@ -293,3 +309,32 @@ def _check_out(out: Path) -> None:
 def _device_cc() -> list[str]:
     cc = device_compute_capability()
     return [cc] if cc else []
+
+
+def is_export_tree(path: str | Path) -> bool:
+    """An export tree (``export --component all``): component subfolders, no graph of its own."""
+    path = Path(path)
+    return path.is_dir() and not any(path.glob("*.onnx")) and bool(tree_components(path))
+
+
+def build_engines(options: BuildOptions, echo=None) -> list[BuildResult]:
+    """Build every component of an export tree into one engine folder (``options.out``, default
+    ``engines/<tree>/``): ``<component>.engine`` + manifest each, which ``generate --backend tensorrt --engine
+    FOLDER`` runs end to end. Height / width ranges apply to the UNet and the VAE decoder, --refittable to the
+    UNet; each engine is written atomically (a failure leaves the ones already built)."""
+    tree = open_export_tree(options.onnx)
+    folder = Path(options.out) if options.out else DEFAULT_ENGINE_DIR / Path(options.onnx).resolve().name
+    if folder.suffix in (".engine", ".plan"):
+        raise BadInputError(f"--out {folder} must be a folder when --onnx is an export tree (one engine per "
+                            "component is written inside it)")
+    results = []
+    for component, export in tree.items():
+        sized = hasattr(export.io_spec, "height")
+        component_options = dataclasses.replace(
+            options, onnx=export.folder, out=folder / engine_name(component),
+            height=options.height if sized else None, width=options.width if sized else None,
+            refittable=options.refittable and component == "unet")
+        if echo:
+            echo(f"[{component}]")
+        results.append(build_engine(component_options, echo=echo))
+    return results

@@ -68,6 +68,8 @@ class ExportResult:
         size = sum(f["bytes"] for f in m["files"].values()) / 1e6
         gates = f"gates {m['gates_hash'][:12]}" if m.get("gates_hash") else ("gates open" if m["open_gates"] else
                                                                              "no gates")
+        if m.get("component", "unet") != "unet":
+            gates = m["component"]
         return (f"exported {self.onnx_path} ({m['dtype']}, opset {m['opset']}, {m['exporter']}, "
                 f"{m['graph']['nodes']} nodes, {size:.1f} MB, {gates}) in {self.seconds:.1f} s; "
                 f"IO spec and manifest beside it")
@@ -288,6 +290,7 @@ def _manifest(unet, folder: Path, spec: UNetIOSpec, report, *, exporter, opset, 
     gate_ckpt = source.get("gate_checkpoint")
     return {
         "format": af.EXPORT_FORMAT,
+        "component": "unet",
         "created": af.now_utc(),
         "onnx": af.ONNX_NAME,
         "onnx_sha256": files[af.ONNX_NAME]["sha256"],

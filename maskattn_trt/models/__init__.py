@@ -1,5 +1,6 @@
 """SDXL models: the offline tiny pipeline, UNet size presets, and the one loader behind every ``--model``."""
 
+from .components import TextEncoderGraph, VaeDecoderGraph, component_graph, component_module
 from .loading import (
     SDXL_VAE_SCALE,
     check_sdxl_folder,
@@ -23,9 +24,13 @@ __all__ = [
     "SDXL_UNET_CONFIG",
     "SDXL_VAE_SCALE",
     "TINY_VAE_SCALE",
+    "TextEncoderGraph",
+    "VaeDecoderGraph",
     "UNET_PRESETS",
     "build_unet",
     "check_sdxl_folder",
+    "component_graph",
+    "component_module",
     "load_model",
     "load_pipeline",
     "load_unet",

@@ -1,5 +1,8 @@
 """``maskattn-trt parity`` as a library call: an export folder -> eager reference vs ONNX Runtime (vs engine).
 
+A text encoder / VAE decoder folder goes to :mod:`maskattn_trt.parity.components`; an export tree runs every
+component's parity into one report.
+
 The eager reference is rebuilt from what the export manifest records (model, seed, gate checkpoint) and is
 always fp32: an fp16 graph is compared against fp32 eager with the ``("fp32", "fp16")`` tolerances. The gate
 hash of the rebuilt reference must equal the exported one, so a parity run can never compare against gates
@@ -11,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import open_engine, open_export
+from ..artifacts import open_engine_tree, open_export_tree
 from ..errors import BadInputError
 from ..gates import attach_gates, gates_hash, gates_hashes, recording_gate_margins
 from ..models import UNET_PRESETS, load_pipeline, load_unet
 from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
 from .compare import ParityReport, compare_runners
+from .components import component_parity
 from .feeds import parity_feeds, parity_shapes
 
 
@@ -57,15 +61,39 @@ def _pipeline_for_prompts(model: str, seed: int):
 
 
 def run_parity(request: ParityRequest, progress: bool = True) -> ParityReport:
-    export = open_export(request.onnx, require_manifest=True)
+    """Parity of one export folder (any component), or of every component of an export tree (one report, case
+    labels prefixed by the component); ``request.engine`` is then an engine folder from ``build-engine``."""
+    tree = open_export_tree(request.onnx, require_manifest=True)
+    engines = open_engine_tree(request.engine) if request.engine is not None else {}
+    reports = {}
+    for component, export in tree.items():
+        engine = engines.get(component)
+        if component == "unet":
+            reports[component] = _unet_parity(export, request, engine, progress)
+        else:
+            reports[component] = component_parity(export, model=request.model, engine=engine,
+                                                  providers=request.providers, seed=request.seed, progress=progress)
+    if len(reports) == 1:
+        return next(iter(reports.values()))
+    cases, tolerances, notes = [], {}, []
+    for component, report in reports.items():
+        for case in report.cases:
+            case.case = f"{component}: {case.case}"
+            cases.append(case)
+        tolerances.update({f"{component}/{name}": tol for name, tol in report.tolerances.items()})
+        notes += report.notes
+    return ParityReport("eager", cases, tolerances, notes)
+
+
+def _unet_parity(export, request: ParityRequest, engine, progress: bool) -> ParityReport:
     manifest = export.manifest
     ort_runner = OrtRunner(export, providers=list(request.providers) if request.providers else None)
     spec = ort_runner.spec
     model, unet = reference_unet(manifest, request.model, request.gates)
     reference = EagerRunner(unet, spec.replace(dtype="fp32"))
     others: dict[str, Runner] = {"onnxruntime": ort_runner}
-    if request.engine is not None:
-        others["tensorrt"] = TrtRunner(open_engine(request.engine), onnx_sha256=manifest["onnx_sha256"],
+    if engine is not None:
+        others["tensorrt"] = TrtRunner(engine, onnx_sha256=manifest["onnx_sha256"],
                                        gates_hash=manifest.get("gates_hash"))
     notes = [f"export {export.onnx_path} ({spec.dtype}, {manifest['exporter']}, gates "
              f"{'open' if manifest['open_gates'] else (manifest.get('gates_hash') or 'none')[:12]}); "

@@ -1,7 +1,9 @@
 """The runner contract: a context manager with ``infer(feed) -> outputs``.
 
 Sampler and parity harness only ever see this interface (Polygraphy's ``BaseRunner`` idea). Feeds and
-outputs are dicts of torch tensors named as in :mod:`maskattn_trt.spec`.
+outputs are dicts of torch tensors named as in the runner's IO spec (:mod:`maskattn_trt.spec` for the UNet,
+:mod:`maskattn_trt.component_spec` for the text encoders and the VAE decoder): one runner class per backend
+serves every component.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import time
 
 import torch
 
+from ..component_spec import IOSpec
 from ..errors import MaskAttnError
-from ..spec import UNetIOSpec
 
 
 class Runner(abc.ABC):
@@ -20,7 +22,7 @@ class Runner(abc.ABC):
 
     name = "runner"
 
-    def __init__(self, spec: UNetIOSpec):
+    def __init__(self, spec: IOSpec):
         self.spec = spec
         self.is_active = False
         self.last_inference_s = 0.0

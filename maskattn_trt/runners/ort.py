@@ -1,4 +1,6 @@
-"""ONNX Runtime runner over an exported UNet (an :class:`~maskattn_trt.artifacts.ExportArtifact`) (the same Runner contract as eager and TensorRT).
+"""ONNX Runtime runner over any exported component (an :class:`~maskattn_trt.artifacts.ExportArtifact`: UNet, text
+encoder or VAE decoder; the same Runner contract as eager and TensorRT). Names, dtypes and shapes come from the
+artifact's IO spec.
 
 Execution providers: by default CUDA then CPU, whichever the installed onnxruntime has (a CPU-only
 onnxruntime runs on CPU). The TensorRT EP builds an engine when the session starts (minutes for SDXL), so it is
@@ -15,8 +17,8 @@ import numpy as np
 import torch
 
 from ..artifacts import ExportArtifact, open_export
+from ..component_spec import IOSpec
 from ..errors import BackendUnavailableError, BadInputError, MaskAttnError
-from ..spec import INPUT_NAMES, UNetIOSpec
 from .base import Runner
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -49,12 +51,12 @@ def resolve_providers(requested, available: list[str]) -> list[str]:
     return chosen
 
 
-def _shape_text(spec: UNetIOSpec, which: int) -> str:
+def _shape_text(spec: IOSpec, which: int) -> str:
     return ",".join(f"{name}:{'x'.join(map(str, shapes[which]))}" for name, shapes in spec.profile().items())
 
 
 class OrtRunner(Runner):
-    """Runs an export's ``unet.onnx`` with ONNX Runtime.
+    """Runs an export's graph (``unet.onnx``, ``text_encoder.onnx``, ...) with ONNX Runtime.
 
     ``export``: an :class:`~maskattn_trt.artifacts.ExportArtifact` (from :func:`~maskattn_trt.artifacts.open_export`);
     an export folder or ``.onnx`` path is opened through the same loader, as a convenience.
@@ -63,7 +65,7 @@ class OrtRunner(Runner):
     name = "onnxruntime"
 
     def __init__(self, export: ExportArtifact | str | Path, providers=None, *, threads: int | None = None,
-                 spec: UNetIOSpec | None = None, spinning: bool = True):
+                 spec: IOSpec | None = None, spinning: bool = True):
         self.artifact = export if isinstance(export, ExportArtifact) else open_export(export)
         self.onnx_path = self.artifact.onnx_path
         super().__init__(spec or self.artifact.io_spec)
@@ -107,9 +109,10 @@ class OrtRunner(Runner):
                                 "re-export it with `maskattn-trt export`") from exc
         self.providers = self.session.get_providers()
         graph_inputs = [i.name for i in self.session.get_inputs()]
-        if graph_inputs != list(INPUT_NAMES):
-            raise BadInputError(f"{self.onnx_path} has inputs {graph_inputs}, expected {list(INPUT_NAMES)}: "
-                                "not a maskattn-trt UNet export")
+        expected = list(self.spec.input_names)
+        if graph_inputs != expected:
+            raise BadInputError(f"{self.onnx_path} has inputs {graph_inputs}, expected {expected}: not a "
+                                f"maskattn-trt {self.spec.component} export")
 
     def deactivate(self) -> None:
         self.session = None
@@ -119,21 +122,23 @@ class OrtRunner(Runner):
         dtypes = self.spec.input_dtypes()
         binding = self.session.io_binding()
         arrays = {}
-        for name in INPUT_NAMES:
+        for name in self.spec.input_names:
             tensor = feed[name]
             if tuple(tensor.shape) != shapes[name]:
                 raise BadInputError(f"{self.name} input {name} has shape {tuple(tensor.shape)}, expected "
                                     f"{shapes[name]} for this sample shape")
             arrays[name] = np.ascontiguousarray(tensor.detach().to("cpu", dtypes[name]).numpy())
             binding.bind_cpu_input(name, arrays[name])
-        out_dtype = torch.empty((), dtype=self.spec.torch_dtype).numpy().dtype
+        out_dtypes = self.spec.output_dtypes()
         outputs = {}
         for name in self.spec.output_names:
+            out_dtype = torch.empty((), dtype=out_dtypes[name]).numpy().dtype
             outputs[name] = np.full(shapes[name], np.nan, dtype=out_dtype)  # poisoned: unwritten -> NaN
             binding.bind_output(name, "cpu", 0, out_dtype, outputs[name].shape, outputs[name].ctypes.data)
         try:
             self.session.run_with_iobinding(binding)
         except Exception as exc:  # onnxruntime's pybind exception types
-            raise MaskAttnError(f"ONNX Runtime failed on {self.onnx_path} with sample {shapes['sample']}: "
+            first = self.spec.input_names[0]
+            raise MaskAttnError(f"ONNX Runtime failed on {self.onnx_path} with {first} {shapes[first]}: "
                                 f"{str(exc).splitlines()[0]}") from exc
         return {name: torch.from_numpy(array) for name, array in outputs.items()}

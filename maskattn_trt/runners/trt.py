@@ -15,7 +15,7 @@ import torch
 
 from ..artifacts import EngineArtifact, check_engine, open_engine
 from ..errors import BackendUnavailableError, EngineBuildError
-from ..spec import INPUT_NAMES, TRT_TORCH_DTYPES
+from ..spec import TRT_TORCH_DTYPES
 from ..utils.io import atomic_path
 from ..utils.tensorrt import device_compute_capability, load_flavour
 from .base import Runner
@@ -72,7 +72,7 @@ class TrtRunner(Runner):
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
         spec = self.spec
-        largest = spec.shapes(spec.batch.max, spec.height.max, spec.width.max)
+        largest = spec.shapes(*spec.max_dims())
         for name in names:
             dtype = TRT_TORCH_DTYPES[self.engine.get_tensor_dtype(name).name]
             self.buffers[name] = torch.empty(largest[name], dtype=dtype, device="cuda")
@@ -106,13 +106,13 @@ class TrtRunner(Runner):
         caller = torch.cuda.current_stream()
         self.stream.wait_stream(caller)  # inputs produced on the caller's stream must be ready
         with torch.cuda.stream(self.stream):
-            for name in INPUT_NAMES:
+            for name in self.spec.input_names:
                 views[name].copy_(feed[name].to(views[name].dtype), non_blocking=True)
                 if not self.context.set_input_shape(name, tuple(shapes[name])):
                     raise EngineBuildError(f"engine {self.engine_path} rejected input {name} of shape {shapes[name]}")
             for name in self.outputs:
                 self.context.set_tensor_address(name, views[name].data_ptr())
-            for name in INPUT_NAMES:
+            for name in self.spec.input_names:
                 self.context.set_tensor_address(name, views[name].data_ptr())
             if self.cuda_graph and self.spec.batch.min == self.spec.batch.max and self._static():
                 self._replay()
@@ -126,7 +126,8 @@ class TrtRunner(Runner):
         return outputs
 
     def _static(self) -> bool:
-        return self.spec.height.min == self.spec.height.max and self.spec.width.min == self.spec.width.max
+        return all(getattr(self.spec, k).min == getattr(self.spec, k).max for k in ("height", "width")
+                   if hasattr(self.spec, k))
 
     def _replay(self) -> None:
         """Capture the engine's launch into a CUDA graph once (shapes and addresses are fixed), then replay it."""

@@ -41,6 +41,7 @@ class GenerateRequest:
     images_per_prompt: int = 1
     threads: int | None = None
     progress: bool = True
+    components: str = "auto"  # which components the backend runs: auto | all | unet | a comma list
 
 
 @dataclass
@@ -50,6 +51,7 @@ class GenerateReport:
     timings: dict[str, float] = field(default_factory=dict)  # load, encode, denoise, decode, write (seconds)
     steps: int = 0  # UNet calls made
     denoise_step_ms: list[float] = field(default_factory=list)  # per batch: denoise seconds / steps
+    components: dict[str, str] = field(default_factory=dict)  # component -> who ran it
 
     def to_dict(self) -> dict:
         """The machine-readable summary (``generate --json``)."""
@@ -66,9 +68,13 @@ class GenerateReport:
     def summary(self) -> list[str]:
         t = self.timings
         per_step = np.mean(self.denoise_step_ms) if self.denoise_step_ms else 0.0
+        placed = {}
+        for component, runner in self.components.items():
+            placed.setdefault(runner, []).append(component)
+        where = "; ".join(f"{runner}: {', '.join(names)}" for runner, names in placed.items())
         return [
             f"wrote {len(self.images)} image(s) with the {self.backend} backend"
-            + (f" to {self.images[0].parent}" if self.images else ""),
+            + (f" to {self.images[0].parent}" if self.images else "") + (f" ({where})" if where else ""),
             f"  load {t.get('load', 0):.2f} s | encode {t.get('encode', 0):.2f} s | denoise {t.get('denoise', 0):.2f} s "
             f"({per_step:.1f} ms/step, {self.steps} UNet calls) | decode {t.get('decode', 0):.2f} s | "
             f"write {t.get('write', 0):.2f} s",
@@ -83,11 +89,12 @@ def _version() -> str | None:
         return None
 
 
-def _prepare(model, backend_name, onnx, engine, gates, settings, batch_sizes, threads, gate_outputs=False):
+def _prepare(model, backend_name, onnx, engine, gates, settings, batch_sizes, threads, gate_outputs=False,
+             components="auto"):
     pipe, unet = load_model(model, backend_name)
     backend = open_backend(pipe, unet, backend_name, model=model, onnx=onnx, engine=engine, gates_path=gates,
-                           gate_outputs=gate_outputs, threads=threads)
-    sampler = Sampler(pipe, backend.runner, settings)
+                           gate_outputs=gate_outputs, threads=threads, components=components)
+    sampler = Sampler(pipe, backend.runner, settings, components=backend.components)
     sampler.validate(batch_sizes)
     for encoder in (pipe.text_encoder, pipe.text_encoder_2, pipe.vae):
         if encoder is not None:
@@ -108,6 +115,7 @@ def image_metadata(job: Job, request_model: str, settings: SampleSettings, backe
         "width": settings.width,
         "model": request_model,
         "backend": backend.name,
+        "components": backend.placement(),
         "artifact": backend.artifact,
         "gates_hash": backend.gates.get("gates_hash"),
         "gate_checkpoint": backend.gates.get("checkpoint"),
@@ -136,11 +144,13 @@ def generate(request: GenerateRequest) -> GenerateReport:
     out = check_output_location(request.out)  # created at the first image: a failed run leaves no empty folder
     start = time.perf_counter()
     _, backend, sampler = _prepare(request.model, request.backend, request.onnx, request.engine, request.gates,
-                                   request.settings, [len(g) for g in groups], request.threads)
-    report = GenerateReport(backend.name, timings={"load": time.perf_counter() - start})
+                                   request.settings, [len(g) for g in groups], request.threads,
+                                   components=request.components)
+    report = GenerateReport(backend.name, timings={"load": time.perf_counter() - start},
+                            components=backend.placement())
     totals = dict.fromkeys(("encode", "denoise", "decode", "write"), 0.0)
     steps = request.settings.steps
-    with backend.runner:
+    with backend.activate():
         for k, group in enumerate(groups, 1):
             t0 = time.perf_counter()
             conditions = [sampler.encoder(job.prompt, job.negative) for job in group]
@@ -244,7 +254,7 @@ def gate_maps_for(sampler: Sampler, backend: Backend, job: Job, chosen: list[int
     """Generate ``job`` with gate recording on an opened backend and save image, grid, overlay (and JSON)."""
     start = time.perf_counter()
     settings = sampler.settings
-    with backend.runner:
+    with backend.activate():
         cond = sampler.encoder(job.prompt, job.negative)
         with _bar(settings.steps, "gates", progress) as bar:
             result = sampler.denoise([cond], [job.seed], record_gates=True, gate_steps=chosen,

@@ -5,7 +5,10 @@ Per step: the scheduler scales the latents, they are copied into both halves of 
 filled in place, and the guided noise is formed in a reused buffer before ``scheduler.step``. Nothing in the
 loop reads a device value on the host: diffusers schedulers get ``set_begin_index(0)`` so they never search
 their timestep table, and timings synchronise once per batch. Text encodings are computed once per prompt.
-The VAE decodes in fp32.
+
+The text encoders and the VAE decoder are runners too (``components``: eager from the pipeline by default, or
+ONNX Runtime / TensorRT runners of their exported graphs), so a whole generation can run outside PyTorch
+(the scheduler aside). The eager VAE decodes in fp32.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..component_spec import IMAGE, LATENT, VaeDecoderIOSpec
 from ..errors import BadInputError, NonFiniteError
-from ..runners import Runner
-from ..spec import GATE_PREFIX, INPUT_NAMES, OUTPUT_NAME, time_ids
+from ..runners import EagerRunner, Runner
+from ..spec import GATE_PREFIX, INPUT_NAMES, OUTPUT_NAME, Range, time_ids
 from .schedulers import check_scheduler_name, make_scheduler, step_kwargs
 from .text import PromptEncoder, TextCondition
 
@@ -62,28 +66,41 @@ class DenoiseResult:
     steps: int
 
 
+_ANY = Range(1, 1, 1 << 16)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 class Sampler:
-    """SDXL sampling over any :class:`~maskattn_trt.runners.Runner`; the pipeline provides text encoders,
-    scheduler config and VAE (its UNet is never called here)."""
+    """SDXL sampling over any :class:`~maskattn_trt.runners.Runner`; the pipeline provides tokenizers and the
+    scheduler config, and the text encoders and VAE of every component without a runner in ``components``
+    (its UNet is never called here).
 
-    def __init__(self, pipe, runner: Runner, settings: SampleSettings):
+    ``components``: ``text_encoder`` / ``text_encoder_2`` / ``vae_decoder`` -> a runner of that component; the
+    caller activates them (``Backend.activate``) before encoding or decoding.
+    """
+
+    def __init__(self, pipe, runner: Runner, settings: SampleSettings, components: dict[str, Runner] | None = None):
         self.pipe = pipe
         self.runner = runner
         self.settings = settings
         self.device = runner.device
         self.spec = runner.spec
         self.vae_scale = int(pipe.vae_scale_factor)
-        self.encoder = PromptEncoder(pipe, self.device)
+        components = dict(components or {})
+        self.encoder = PromptEncoder(pipe, self.device, runners=components)
         self._buffers: dict[tuple, tuple[dict[str, torch.Tensor], torch.Tensor]] = {}
         # One scheduler per sampler, as diffusers' pipeline keeps one: set_timesteps resets its state per batch.
         self.scheduler = make_scheduler(settings.scheduler, pipe.scheduler.config)
-        if pipe.vae is not None and pipe.vae.dtype != torch.float32:
-            pipe.vae.to(torch.float32)
+        self.vae_runner = components.get("vae_decoder")
+        if self.vae_runner is None and pipe.vae is not None:
+            if pipe.vae.dtype != torch.float32:
+                pipe.vae.to(torch.float32)
+            spec = VaeDecoderIOSpec.for_vae(pipe.vae, batch=_ANY, height=_ANY, width=_ANY)
+            self.vae_runner = EagerRunner(pipe.vae, spec).__enter__()  # eager: nothing to allocate or release
 
     # ------------------------------------------------------------------ validation (before any work)
     @property
@@ -106,6 +123,11 @@ class Sampler:
         for batch in sorted(set(batch_sizes)):
             self.spec.check(self.runner_batch(batch), h, w, what=f"{self.runner.name} backend at {s.height}x{s.width}"
                             f" px, {batch} image(s) per call{' x2 for guidance' if s.cfg else ''}")
+            if self.vae_runner is not None:
+                self.vae_runner.spec.check(batch, h, w, what=f"{self.vae_runner.name} VAE decoder at "
+                                           f"{s.height}x{s.width} px, {batch} image(s) per call")
+        for _, runner in self.encoder.pairs:
+            runner.spec.check(1, what=f"{runner.name} {runner.spec.component} (one prompt per call)")
 
     # ------------------------------------------------------------------ buffers
     def _feed(self, conditions: Sequence[TextCondition]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -195,20 +217,13 @@ class Sampler:
 
     # ------------------------------------------------------------------ decode
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """fp32 VAE decode -> uint8 images [B, H, W, 3] (the pipeline's post-processing)."""
-        vae = self.pipe.vae
-        cfg = vae.config
-        latents = latents.to(next(vae.parameters()).device, torch.float32)
-        with torch.inference_mode():
-            if getattr(cfg, "latents_mean", None) is not None and getattr(cfg, "latents_std", None) is not None:
-                mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1).to(latents)
-                std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(latents)
-                latents = latents * std / cfg.scaling_factor + mean
-            else:
-                latents = latents / cfg.scaling_factor
-            image = vae.decode(latents, return_dict=False)[0]
-            if not bool(torch.isfinite(image).all()):
-                raise NonFiniteError("the VAE decoded NaN or infinite pixels (the SDXL VAE overflows in fp16: keep it "
-                                     "fp32); no image was written")
-            image = (image / 2 + 0.5).clamp(0, 1)
-        return (image.permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype(np.uint8)
+        """VAE decode (the ``vae_decoder`` runner: latent scaling and ``x / 2 + 0.5`` are inside its graph) ->
+        uint8 images [B, H, W, 3] (the pipeline's post-processing)."""
+        if self.vae_runner is None:
+            raise BadInputError("the pipeline has no VAE and no vae_decoder runner was given: cannot decode")
+        image = self.vae_runner.infer({LATENT: latents.float()})[IMAGE]
+        if not bool(torch.isfinite(image).all()):
+            raise NonFiniteError("the VAE decoded NaN or infinite pixels (the SDXL VAE overflows in fp16: keep it "
+                                 "fp32); no image was written")
+        image = image.float().clamp(0, 1)
+        return (image.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)

@@ -4,6 +4,10 @@ Reproduces diffusers' ``StableDiffusionXLPipeline.encode_prompt`` (penultimate h
 encoders concatenated, pooled projection of the second, zeros for an absent negative prompt when the
 pipeline says ``force_zeros_for_empty_prompt``), encodes each (prompt, negative) pair once and keeps it,
 and warns — naming the cut words — when a prompt is longer than the tokenizer's 77 tokens.
+
+The encoders run through the Runner contract: eager PyTorch by default, or the ONNX Runtime / TensorRT runners
+of exported ``text_encoder`` / ``text_encoder_2`` graphs (same outputs: penultimate hidden states, pooled
+projection of the second). Tokenization stays with the pipeline's tokenizers.
 """
 
 from __future__ import annotations
@@ -14,7 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..component_spec import HIDDEN_STATES, INPUT_IDS, TEXT_EMBEDS, TextEncoderIOSpec
 from ..errors import BadInputError
+from ..runners import EagerRunner, Runner
+from ..spec import Range
+
+_ANY_BATCH = Range(1, 1, 1 << 16)
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -51,14 +60,26 @@ class PromptEncoder:
     long-running server encodes a repeated prompt once without its memory growing with every new prompt.
     """
 
-    def __init__(self, pipe, device: torch.device | str = "cpu", max_cached: int = 256):
-        if pipe.text_encoder_2 is None or pipe.tokenizer_2 is None:
+    def __init__(self, pipe, device: torch.device | str = "cpu", max_cached: int = 256,
+                 runners: dict[str, Runner] | None = None):
+        """``runners``: component name -> an ACTIVE runner for that text encoder (the caller activates and
+        releases it); an encoder without one runs eagerly from the pipeline."""
+        if pipe.tokenizer_2 is None or (pipe.text_encoder_2 is None and "text_encoder_2" not in (runners or {})):
             raise BadInputError("the pipeline has no text_encoder_2 / tokenizer_2: SDXL needs its second CLIP "
                                 "encoder for the pooled embedding")
         self.pipe = pipe
         self.device = torch.device(device)
-        pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
-        self.pairs = [(tok, enc) for tok, enc in pairs if tok is not None and enc is not None]
+        self.pairs = []
+        for component, tokenizer in (("text_encoder", pipe.tokenizer), ("text_encoder_2", pipe.tokenizer_2)):
+            runner = (runners or {}).get(component)
+            encoder = getattr(pipe, component, None)
+            if tokenizer is None or (runner is None and encoder is None):
+                continue
+            if runner is None:  # eager: nothing to allocate, so it is activated here
+                spec = TextEncoderIOSpec.for_encoder(component, encoder, tokens=int(tokenizer.model_max_length),
+                                                     batch=_ANY_BATCH)
+                runner = EagerRunner(encoder, spec).__enter__()
+            self.pairs.append((tokenizer, runner))
         self.force_zeros = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", True))
         self.max_cached = max_cached
         self._cache: OrderedDict[tuple[str, str | None], TextCondition] = OrderedDict()
@@ -81,13 +102,13 @@ class PromptEncoder:
 
     def _encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, pooled = [], None
-        for tokenizer, encoder in self.pairs:
+        for tokenizer, runner in self.pairs:
             ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                             return_tensors="pt").input_ids
-            out = encoder(ids.to(encoder.device), output_hidden_states=True)
-            if pooled is None and out[0].ndim == 2:
-                pooled = out[0]
-            hidden.append(out.hidden_states[-2])
+            out = runner.infer({INPUT_IDS: ids})
+            if pooled is None and TEXT_EMBEDS in out:
+                pooled = out[TEXT_EMBEDS]
+            hidden.append(out[HIDDEN_STATES].to(self.device))
         if pooled is None:
             raise BadInputError("no text encoder of the pipeline returns a pooled projection; SDXL's second "
                                 "encoder must be a CLIPTextModelWithProjection")

@@ -94,7 +94,8 @@ class ServedModel:
         for module in (self.pipe.text_encoder, self.pipe.text_encoder_2, self.pipe.vae):
             if module is not None:
                 module.to(self.backend.runner.device)
-        self.backend.runner.__enter__()
+        self._active = self.backend.activate()  # the UNet runner and any text encoder / VAE runners of a tree
+        self._active.__enter__()
         self.warm_seconds = 0.0
 
     def _limits(self) -> Limits:
@@ -113,13 +114,14 @@ class ServedModel:
 
     def describe(self) -> dict:
         return {"model": self.config.model, "backend": self.backend.name, "artifact": self.backend.artifact,
-                "gates_hash": self.backend.gates.get("gates_hash"), "max_batch": self.max_batch,
+                "gates_hash": self.backend.gates.get("gates_hash"), "components": self.backend.placement(),
+                "max_batch": self.max_batch,
                 "profile_batch": str(self.spec.batch), "sizes": [self.limits.min_side, self.limits.max_side],
                 "size_multiple": self.limits.multiple, "schedulers": list(self.limits.schedulers)}
 
     def close(self) -> None:
         if self.backend.runner.is_active:
-            self.backend.runner.__exit__(None, None, None)
+            self._active.__exit__(None, None, None)
 
     # ------------------------------------------------------------------ work
     def _sampler(self, key: GroupKey) -> Sampler:
@@ -127,7 +129,7 @@ class ServedModel:
         settings = SampleSettings(steps=steps, guidance=guidance, scheduler=scheduler, height=height, width=width)
         sampler = self._samplers.pop(settings, None)
         if sampler is None:
-            sampler = Sampler(self.pipe, self.backend.runner, settings)
+            sampler = Sampler(self.pipe, self.backend.runner, settings, components=self.backend.components)
             sampler.validate([self.capacity(key)])
         self._samplers[settings] = sampler
         while len(self._samplers) > MAX_SAMPLERS:
