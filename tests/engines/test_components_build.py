@@ -9,7 +9,7 @@ from maskattn_trt.artifacts import engine_name, open_engine_tree
 from maskattn_trt.engines.build import BuildOptions, build_engine, build_engines, is_export_tree
 from maskattn_trt.errors import BackendUnavailableError, BadInputError
 from maskattn_trt.export.from_model import ExportRequest, export_components
-from maskattn_trt.sampling.backends import load_model, open_backend
+from maskattn_trt.sampling.backends import _unet_of, load_model, open_backend
 from maskattn_trt.utils.io import sha256_file
 
 from ..conftest import HAS_CUDA, requires_rtx
@@ -65,9 +65,13 @@ def test_component_profiles_and_options_are_checked(tree, tmp_path):
 
 def test_an_engine_folder_without_a_unet_is_refused_by_generate(engines):
     folder, _ = engines
-    pipe, unet = load_model("tiny", "tensorrt")
+    # generate checks for a GPU first (without one nothing can run an engine), then the folder's components
     with pytest.raises(BadInputError, match="not a UNet"):
-        open_backend(pipe, unet, "tensorrt", model="tiny", engine=folder)
+        _unet_of(open_engine_tree(folder), folder)
+    if HAS_CUDA:
+        pipe, unet = load_model("tiny", "tensorrt")
+        with pytest.raises(BadInputError, match="not a UNet"):
+            open_backend(pipe, unet, "tensorrt", model="tiny", engine=folder)
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the CPU-only refusal")
