@@ -19,8 +19,11 @@ _gates_option = click.option(
          "are baked in, and a checkpoint given here must be the one they were built with.")
 
 
-def sampling_options(func):
-    """Backend, sampling and size options shared by ``generate`` and ``gates``."""
+def sampling_options(func=None, *, out: bool = True):
+    """Backend, sampling and size options shared by ``generate``, ``gates`` and ``evaluate`` (``out=False``:
+    without ``--out``, for a command whose output folder follows other rules)."""
+    if func is None:
+        return functools.partial(sampling_options, out=out)
     options = [
         model_option,
         _gates_option,
@@ -38,8 +41,9 @@ def sampling_options(func):
         click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (prompt i gets seed + i)."),
         click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default tiny 64, SDXL 1024)."),
         click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default tiny 64, SDXL 1024)."),
-        click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
-                     help="Output folder (created at the first image; existing images are never replaced)."),
+        *([click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
+                        help="Output folder (created at the first image; existing images are never replaced).")]
+          if out else []),
         click.option("--threads", type=POSITIVE, default=None, help="ONNX Runtime intra-op threads."),
         click.option("--no-progress", is_flag=True, help="No progress bar (shown only when stderr is a terminal)."),
     ]
@@ -48,7 +52,7 @@ def sampling_options(func):
     return func
 
 
-def _settings(model, steps, guidance, scheduler, height, width):
+def settings_for(model, steps, guidance, scheduler, height, width):
     from ..sampling.sampler import SampleSettings
 
     default = 64 if model == "tiny" else 1024
@@ -115,7 +119,7 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
         raise BadInputError("pass --prompt TEXT (repeatable) or --prompts FILE, exactly one of them")
     entries = read_prompts(prompts_file) if prompts_file else [PromptEntry(p) for p in prompt_texts]
     request = GenerateRequest(
-        prompts=tuple(entries), out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
+        prompts=tuple(entries), out=Path(out), settings=settings_for(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None, engine=Path(engine) if engine else None,
         gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, batch=batch,
         images_per_prompt=images_per_prompt, threads=threads, progress=not no_progress, components=components,
@@ -158,7 +162,7 @@ def gates(model, gates_path, backend, onnx, negative_prompt, steps, guidance, sc
         except ValueError:
             raise BadInputError(f"--steps-at must be comma-separated integers; got {steps_at!r}") from None
     request = GateMapRequest(
-        prompt=prompt, out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
+        prompt=prompt, out=Path(out), settings=settings_for(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None,
         gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, steps_at=chosen,
         per_layer=per_layer, json_path=json_path, threads=threads, progress=not no_progress,
