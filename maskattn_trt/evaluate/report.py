@@ -45,12 +45,15 @@ def agreement_counts(a: dict, b: dict) -> tuple[float, float]:
     return float(same), float(total)
 
 
+def summarise(records: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
+    """Metric -> estimate (JSON-ready) over per-image records (``{"counts": {metric: (num, den)}}``)."""
+    return {m: bootstrap_ratio(*_columns(records, m), resamples=resamples, seed=seed).to_dict()
+            for m in _metrics_of(records)}
+
+
 def build_report(request, scenes, units, conditions, *, load_s: float, total_s: float) -> dict:
     boot = {"resamples": request.resamples, "seed": request.bootstrap_seed}
-    summary = {}
-    for c in conditions:
-        summary[c.name] = {m: bootstrap_ratio(*_columns(c.records, m), **boot).to_dict()
-                           for m in _metrics_of(c.records)}
+    summary = {c.name: summarise(c.records, **boot) for c in conditions}
     comparisons = {}
     main = conditions[0]
     for other in conditions[1:]:

@@ -131,9 +131,20 @@ def _check_request(request: EvaluateRequest) -> None:
 
 def _open(pipe, unet, name: str, backend: str, request: EvaluateRequest, batches: list[int], *,
           open_gates: bool = False, gate_outputs: bool = False) -> Condition:
-    opened = open_backend(pipe, unet, backend, model=request.model, gates_path=request.gates,
-                          gate_outputs=gate_outputs, threads=request.threads, components=request.components,
+    baked = backend != "eager"  # an export / engine carries its gates; --gates is only checked against them
+    opened = open_backend(pipe, unet, backend, model=request.model,
+                          gates_path=None if open_gates and baked else request.gates, gate_outputs=gate_outputs,
+                          threads=request.threads, components=request.components,
                           **_artifacts(backend, request, open_gates))
+    if baked and request.compare_open and backend == request.backend:
+        has_gates = bool(opened.gates.get("gates_hash"))
+        flag = ("--open-onnx" if open_gates else "--onnx") if backend == "onnxruntime" else (
+            "--open-engine" if open_gates else "--engine")
+        if has_gates == open_gates:
+            found = f"gates {opened.gates['gates_hash'][:12]}" if has_gates else "no gates (an --open-gates export)"
+            want = "the same model exported with --open-gates" if open_gates else "the gated export"
+            raise BadInputError(f"{flag} {opened.artifact} holds {found}; expected {want}: check which artifact goes "
+                                "to --onnx / --engine and which to --open-onnx / --open-engine")
     sampler = Sampler(pipe, opened.runner, request.settings, components=opened.components)
     sampler.validate(batches)
     return Condition(name, opened, sampler)
