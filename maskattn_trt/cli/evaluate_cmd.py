@@ -69,8 +69,8 @@ def evaluate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
     scene_accuracy    images with every object found, no extra blob and the relation holding / images.
     colour_distance   image-quality proxy, lower is better: total-variation distance (0..1) between the colour
                       histograms (4 levels per channel) of the image and of the scene's ground-truth render.
-    gate_iou_colour,  gate alignment (gated condition; eager with --gates, or an ONNX export made with
-    gate_iou_shape    --gate-outputs; TensorRT engines give no gate maps): per colour / shape word of the caption,
+    gate_iou_colour,  gate alignment (gated condition; eager with --gates, or an export / engine made with
+    gate_iou_shape    --gate-outputs; other artifacts give no gate maps): per colour / shape word of the caption,
                       its gate map averaged over every gated site and step (sub-tokens averaged), thresholded at
                       --gate-threshold, upsampled to the image, vs the mask of the checker's blob for that object:
                       IoU, averaged over words whose object was found.
