@@ -99,6 +99,9 @@ def _check_request(request: EvaluateRequest) -> None:
             raise BadInputError(f"--against must be one of {', '.join(BACKENDS)}; got {request.against!r}")
         if request.against == request.backend:
             raise BadInputError(f"--against {request.against} is the --backend itself; name another backend")
+    if request.against == "eager" and not request.gates:
+        raise BadInputError("--against eager needs --gates CHECKPOINT (the gates baked into the export / engine), "
+                            "or it would compare the gated artifact with the stock UNet")
     if request.onnx and "onnxruntime" not in sides:
         raise BadInputError("--onnx belongs to the onnxruntime backend; pass --backend onnxruntime or --against "
                             "onnxruntime, or drop --onnx")
@@ -154,8 +157,10 @@ def _conditions(request: EvaluateRequest, batches: list[int]) -> tuple[object, l
     eager_needed = "eager" in (request.backend, request.against)
     pipe, unet = load_model(request.model, "eager" if eager_needed else request.backend)
     align_eager = request.alignment and request.backend == "eager" and bool(request.gates)
-    main = _open(pipe, unet, "gated" if request.gates or request.backend != "eager" else "stock", request.backend,
+    main = _open(pipe, unet, "gated", request.backend,
                  request, batches, gate_outputs=align_eager)
+    if not main.backend.gates.get("gates_hash"):
+        main.name = "stock"  # no gates at all (eager without --gates, or an --open-gates artifact with --no-open)
     conditions = [main]
     if request.compare_open:
         opened = _open(pipe, unet, "open", request.backend, request, batches, open_gates=True)

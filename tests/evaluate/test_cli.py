@@ -84,8 +84,19 @@ def test_refuses_to_overwrite_and_bad_requests_are_one_line(run_cli, tmp_path, g
         (("evaluate", "--no-open", "--height", "64", "--width", "128", "--out", tmp_path / "c"), "square"),
         (("evaluate", "--no-open", "--prompts", "nonsense", "--out", tmp_path / "d"), "heldout, two, single"),
         (("evaluate", "--no-open", "--against", "eager", "--out", tmp_path / "e"), "is the --backend itself"),
+        (("evaluate", "--backend", "onnxruntime", "--onnx", tmp_path, "--no-open", "--against", "eager", "--out",
+          tmp_path / "f"), "--against eager needs --gates"),
     ):
         code, stdout, stderr = run_cli(*bad)
         assert code == 2 and stderr.startswith("error: ") and stderr.strip().count("\n") == 0, stderr
         assert expected in stderr and not stdout
-    assert not any((tmp_path / n).exists() for n in "abcde")
+    assert not any((tmp_path / n).exists() for n in "abcdef")
+
+
+@pytest.mark.parametrize("option,value", [("--count", "0"), ("--seeds", "-1"), ("--resamples", "0"),
+                                          ("--gate-threshold", "nan"), ("--gate-threshold", "1"),
+                                          ("--sheet-rows", "-2"), ("--batch", "inf"), ("--against", "tpu")])
+def test_bad_numbers_and_choices_are_usage_errors(run_cli, tmp_path, option, value):
+    code, stdout, stderr = run_cli("evaluate", "--no-open", option, value, "--out", tmp_path / "o")
+    assert code == 2 and stderr.startswith("error: ") and stderr.strip().count("\n") == 0 and option in stderr
+    assert not stdout and not (tmp_path / "o").exists()
