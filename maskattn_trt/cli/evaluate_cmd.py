@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .generate_cmd import _echo_warnings, sampling_options, settings_for
+from .generate_cmd import _echo_warnings, _settings, sampling_options
 from .options import POSITIVE, SEED, FiniteFloat, force_option, json_target, write_json_report
 
 
@@ -96,7 +96,7 @@ def evaluate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
     json_target(json_path)
     request = EvaluateRequest(
         out=Path(out), prompts=prompts, count=count, prompt_seed=prompt_seed, seeds=seeds, seed=seed,
-        settings=settings_for(model, steps, guidance, scheduler, height, width), model=model, backend=backend,
+        settings=_settings(model, steps, guidance, scheduler, height, width), model=model, backend=backend,
         onnx=Path(onnx) if onnx else None, engine=Path(engine) if engine else None,
         gates=Path(gates_path) if gates_path else None, compare_open=not no_open,
         open_onnx=Path(open_onnx) if open_onnx else None, open_engine=Path(open_engine) if open_engine else None,

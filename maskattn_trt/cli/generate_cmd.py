@@ -52,7 +52,7 @@ def sampling_options(func=None, *, out: bool = True):
     return func
 
 
-def settings_for(model, steps, guidance, scheduler, height, width):
+def _settings(model, steps, guidance, scheduler, height, width):
     from ..sampling.sampler import SampleSettings
 
     default = 64 if model == "tiny" else 1024
@@ -119,7 +119,7 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
         raise BadInputError("pass --prompt TEXT (repeatable) or --prompts FILE, exactly one of them")
     entries = read_prompts(prompts_file) if prompts_file else [PromptEntry(p) for p in prompt_texts]
     request = GenerateRequest(
-        prompts=tuple(entries), out=Path(out), settings=settings_for(model, steps, guidance, scheduler, height, width),
+        prompts=tuple(entries), out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None, engine=Path(engine) if engine else None,
         gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, batch=batch,
         images_per_prompt=images_per_prompt, threads=threads, progress=not no_progress, components=components,
@@ -162,7 +162,7 @@ def gates(model, gates_path, backend, onnx, negative_prompt, steps, guidance, sc
         except ValueError:
             raise BadInputError(f"--steps-at must be comma-separated integers; got {steps_at!r}") from None
     request = GateMapRequest(
-        prompt=prompt, out=Path(out), settings=settings_for(model, steps, guidance, scheduler, height, width),
+        prompt=prompt, out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None,
         gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, steps_at=chosen,
         per_layer=per_layer, json_path=json_path, threads=threads, progress=not no_progress,
