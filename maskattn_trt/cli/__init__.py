@@ -25,6 +25,7 @@ COMMANDS = {
     "gates": "generate_cmd:gates",
     "train": "train_cmd:train",
     "serve": "serve_cmd:serve",
+    "evaluate": "evaluate_cmd:evaluate",
 }
 
 _HELP = {
@@ -40,6 +41,7 @@ _HELP = {
     "gates": "Save per-token gate maps for a prompt.",
     "train": "Train gate heads on a frozen SDXL.",
     "serve": "Serve images over HTTP (Ray Serve, batched).",
+    "evaluate": "Measure binding with and without gates on the synthetic world.",
 }
 
 

@@ -19,8 +19,11 @@ _gates_option = click.option(
          "are baked in, and a checkpoint given here must be the one they were built with.")
 
 
-def sampling_options(func):
-    """Backend, sampling and size options shared by ``generate`` and ``gates``."""
+def sampling_options(func=None, *, out: bool = True):
+    """Backend, sampling and size options shared by ``generate``, ``gates`` and ``evaluate`` (``out=False``:
+    without ``--out``, for a command whose output folder follows other rules)."""
+    if func is None:
+        return functools.partial(sampling_options, out=out)
     options = [
         model_option,
         _gates_option,
@@ -38,8 +41,9 @@ def sampling_options(func):
         click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (prompt i gets seed + i)."),
         click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default tiny 64, SDXL 1024)."),
         click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default tiny 64, SDXL 1024)."),
-        click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
-                     help="Output folder (created at the first image; existing images are never replaced)."),
+        *([click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
+                        help="Output folder (created at the first image; existing images are never replaced).")]
+          if out else []),
         click.option("--threads", type=POSITIVE, default=None, help="ONNX Runtime intra-op threads."),
         click.option("--no-progress", is_flag=True, help="No progress bar (shown only when stderr is a terminal)."),
     ]
