@@ -24,6 +24,7 @@ COMMANDS = {
     "generate": "generate_cmd:generate",
     "gates": "generate_cmd:gates",
     "train": "train_cmd:train",
+    "train-base": "base_cmd:train_base",
     "serve": "serve_cmd:serve",
     "evaluate": "evaluate_cmd:evaluate",
 }
@@ -40,6 +41,7 @@ _HELP = {
     "generate": "Generate images from prompts with any backend.",
     "gates": "Save per-token gate maps for a prompt.",
     "train": "Train gate heads on a frozen SDXL.",
+    "train-base": "Train the tiny base model on the synthetic world.",
     "serve": "Serve images over HTTP (Ray Serve, batched).",
     "evaluate": "Measure binding with and without gates on the synthetic world.",
 }

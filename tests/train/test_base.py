@@ -1,0 +1,52 @@
+"""The base-model recipe (train/tiny_base.toml) runs a few steps end to end and leaves a loadable SDXL folder."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskattn_trt.errors import ConfigError
+from maskattn_trt.models.loading import load_pipeline, vae_scale_of
+from maskattn_trt.train.base import MANIFEST_NAME, _sha256, load_base_recipe
+
+RECIPE = Path(__file__).resolve().parents[2] / "train" / "tiny_base.toml"
+FEW_STEPS = ["data.size=32", "data.samples=8", "vae.steps=2", "vae.batch=2", "unet.steps=2", "unet.batch=2",
+             "unet.warmup=1", "train.threads=1"]
+
+
+def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "train-base", "--recipe", str(RECIPE),
+                           "--out", str(tmp_path / "run"), *[a for s in FEW_STEPS for a in ("--set", s)]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = tmp_path / "run" / "model"
+    manifest = json.loads((model / MANIFEST_NAME).read_text())
+    assert manifest["vae"]["steps"] == 2 and manifest["unet"]["steps"] == 2
+    assert manifest["recipe"]["data_size"] == 32 and manifest["data_version"]
+    for name, entry in manifest["files"].items():
+        assert _sha256(model / name) == entry["sha256"], name
+    assert not list((tmp_path / "run").glob(".*partial"))
+    pipe = load_pipeline(str(model))
+    assert vae_scale_of(str(model)) == 4
+    assert pipe.tokenizer.tokenize("a red circle above a blue star") == ["a</w>", "red</w>", "circle", "above</w>",
+                                                                           "a</w>", "blue</w>", "star"]
+    assert pipe.unet.config.sample_size == 8
+    # a second run into the same folder is refused unless it is ours (it is): a stranger's folder is refused
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "train-base", "--out", str(stranger)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--force" in proc.stderr and (stranger / "notes.txt").exists()
+
+
+def test_unknown_key_and_wrong_type_are_named():
+    with pytest.raises(ConfigError, match="unet.stepz"):
+        load_base_recipe(RECIPE, ["unet.stepz=3"])
+    with pytest.raises(ConfigError, match="vae.channels"):
+        load_base_recipe(RECIPE, ["vae.channels=3"])
+    with pytest.raises(ConfigError, match="multiple of"):
+        load_base_recipe(RECIPE, ["data.size=40"])
+    assert load_base_recipe(RECIPE) == load_base_recipe(None)  # the file spells out the defaults
