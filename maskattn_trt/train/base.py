@@ -131,7 +131,7 @@ def render_data(recipe: BaseRecipe) -> tuple[torch.Tensor, list[str]]:
     captions = []
     for index in range(recipe.data_samples):
         scene = make_scene(index, seed=recipe.data_seed, size=recipe.data_size, split="train")
-        images[index] = torch.from_numpy(np.asarray(render(scene))).permute(2, 0, 1)
+        images[index] = torch.from_numpy(np.array(render(scene))).permute(2, 0, 1)
         captions.append(scene.caption)
     return images, captions
 
