@@ -82,12 +82,12 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def server(serve_export):
-    """A live server on the tiny export: batches of up to 4 images, 20 ms batch wait, 5 s request timeout."""
+    """A live server on the tiny export: batches of up to 4 images, 20 ms batch wait, 10 s request timeout."""
     if not HAS_RAY:
         pytest.skip("Ray Serve is not installed (pip install -e '.[serve]')")
     onnx, gates = serve_export
     proc = ServerProcess(["--backend", "onnxruntime", "--onnx", str(onnx), "--gates", str(gates), "--max-batch", "4",
-                          "--batch-wait-ms", "20", "--request-timeout-s", "5", "--num-cpus", "1", "--threads", "2"],
+                          "--batch-wait-ms", "20", "--request-timeout-s", "10", "--num-cpus", "1", "--threads", "2"],
                          free_port())
     start = time.perf_counter()
     yield proc

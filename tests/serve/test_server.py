@@ -163,7 +163,7 @@ def test_timeout_gives_504_and_drops_the_work(server):
         client.generate("a very long job", steps=150, images=4, width=128, height=128, seed=1)
     took = time.perf_counter() - start
     assert caught.value.status == 504 and caught.value.error["type"] == "timeout"
-    assert took < 15, f"timeout after {took:.1f} s, configured 5 s"
+    assert took < 25, f"timeout after {took:.1f} s, configured 10 s"
     start = time.perf_counter()
     client.generate("right after", seed=2, **FAST)
     assert time.perf_counter() - start < 5, "the timed-out batch kept the replica busy"
