@@ -64,7 +64,7 @@ def tiny_unet():
     """A fresh tiny SDXL-shaped UNet (fp32, eval, seed 0) that a test may modify."""
     from maskattn_trt.models import build_unet
 
-    return build_unet("tiny", seed=0)
+    return build_unet("tiny-random", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +87,7 @@ def gates_checkpoint(gated_unet, tmp_path_factory):
 
 
 def _export(checkpoint, folder, dtype):
-    return export_model(ExportRequest(out=folder, model="tiny", gates=checkpoint, dtype=dtype, gate_outputs=True,
+    return export_model(ExportRequest(out=folder, model="tiny-random", gates=checkpoint, dtype=dtype, gate_outputs=True,
                                       batch="1:2:4", slim=False), progress=False)
 
 

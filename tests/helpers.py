@@ -28,7 +28,7 @@ def trained_looking_gates(unet, seed: int = 0, logit_bias: float = -0.5):
 
 def gated_tiny_unet(seed: int = GATES_SEED, config: GateConfig | None = None, logit_bias: float = -0.5):
     """A fresh tiny UNet (weights seed 0, fp32, eval) with trained-looking gates drawn from ``seed``."""
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     install_gates(unet, config or GateConfig())
     return trained_looking_gates(unet, seed, logit_bias)
 

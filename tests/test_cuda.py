@@ -21,7 +21,7 @@ CUDA = torch.device("cuda")
 
 
 def _gated_tiny(seed: int = 0):
-    unet = build_unet("tiny", seed=seed)
+    unet = build_unet("tiny-random", seed=seed)
     torch.manual_seed(seed)
     install_gates(unet, GateConfig(stage="all"))
     randomize_gates(unet, seed=seed)

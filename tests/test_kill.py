@@ -57,7 +57,7 @@ def test_kill_during_gate_checkpoint_write(tmp_path):
     run_child("""
         from maskattn_trt.gates import checkpoint, install_gates, randomize_gates, save_gates
         from maskattn_trt.models import build_unet
-        unet = build_unet("tiny", seed=0)
+        unet = build_unet("tiny-random", seed=0)
         install_gates(unet)
         randomize_gates(unet, 0)
         save_gates(unet, "gates.safetensors")
@@ -125,7 +125,7 @@ def test_kill_during_export_keeps_the_previous_export(tmp_path):
     run_child("""
         from maskattn_trt.export import onnx as exp
         from maskattn_trt.export.from_model import ExportRequest, export_model
-        request = ExportRequest(out="onnx", open_gates=True, static=True, slim=False, batch="1", height="32",
+        request = ExportRequest(model="tiny-random", out="onnx", open_gates=True, static=True, slim=False, batch="1", height="32",
                                 width="32")
         export_model(request, progress=False)
         exp.check_onnx_file = die  # the new graph is saved in the temporary folder: die before the swap

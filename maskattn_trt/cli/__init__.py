@@ -30,7 +30,7 @@ COMMANDS = {
 }
 
 _HELP = {
-    "demo": "Run the whole toolkit offline on a tiny SDXL.",
+    "demo": "Run the whole toolkit offline on the shipped tiny SDXL.",
     "gates-info": "Describe a gate checkpoint.",
     "convert-gates": "Convert an official gate_final.pt to safetensors.",
     "export": "Export the gated UNet as one ONNX graph.",

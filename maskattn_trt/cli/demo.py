@@ -11,9 +11,9 @@ import click
 @click.option("--force", is_flag=True, help="Use --out even when it is a non-empty folder the demo did not write.")
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True)
 @click.option("--quick", is_flag=True, help="Shorter training and fewer sampling steps.")
-@click.option("--only", multiple=True, help="Run only these stages (gates, train, export, engine, generate).")
+@click.option("--only", multiple=True, help="Run only these stages (gates, train, export, engine, generate, evaluate).")
 def demo(out_dir, force, seed, quick, only):
-    """Run the toolkit end to end, offline, on a tiny SDXL built in-process.
+    """Run the toolkit end to end, offline, on the trained tiny SDXL shipped with the package.
 
     \b
     Example:

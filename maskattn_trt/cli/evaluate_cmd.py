@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .generate_cmd import _echo_warnings, _settings, sampling_options
-from .options import POSITIVE, SEED, FiniteFloat, force_option, json_target, write_json_report
+from .options import POSITIVE, SEED, FiniteFloat, force_option, json_target, resolve_gates, write_json_report
 
 
 @click.command("evaluate")
@@ -79,11 +79,13 @@ def evaluate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
 
     Writes <out>/evaluation.json (settings, versions, scenes, every per-image verdict and alignment, summary,
     comparisons) and <out>/contact_sheet.png (rows = prompt x seed, columns = conditions + ground truth, + / x per
-    object), and prints the table. On the random-weight tiny model the numbers are near zero and mean nothing.
+    object), and prints the table. The default model (--model tiny) is the trained tiny SDXL shipped with the
+    package, with its trained gates (eager); on --model tiny-random the numbers are near zero and mean nothing.
 
     \b
     Examples:
-      maskattn-trt evaluate --gates runs/tiny/gates.safetensors --steps 20 --out out/eval
+      maskattn-trt evaluate --steps 20 --batch 8 --out out/eval      # shipped model + gates, 200 held-out scenes
+      maskattn-trt evaluate --gates runs/tiny_gates/gates.safetensors --steps 20 --out out/eval_mine
       maskattn-trt evaluate --gates g.safetensors --prompts two --count 50 --seeds 2 --json - --out out/eval2
       maskattn-trt evaluate --backend onnxruntime --onnx export/out/tiny --open-onnx export/out/tiny_stock \\
           --out out/eval_ort
@@ -98,7 +100,7 @@ def evaluate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
         out=Path(out), prompts=prompts, count=count, prompt_seed=prompt_seed, seeds=seeds, seed=seed,
         settings=_settings(model, steps, guidance, scheduler, height, width), model=model, backend=backend,
         onnx=Path(onnx) if onnx else None, engine=Path(engine) if engine else None,
-        gates=Path(gates_path) if gates_path else None, compare_open=not no_open,
+        gates=resolve_gates(model, gates_path, "eager" if against == "eager" else backend), compare_open=not no_open,
         open_onnx=Path(open_onnx) if open_onnx else None, open_engine=Path(open_engine) if open_engine else None,
         against=against, negative=negative_prompt, batch=batch, threads=threads, components=components,
         alignment=not no_alignment, gate_threshold=gate_threshold, resamples=resamples, bootstrap_seed=bootstrap_seed,

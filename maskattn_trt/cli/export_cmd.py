@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from .options import dtype_option, force_option, model_option, progress_option, seed_option
+from .options import dtype_option, force_option, model_option, progress_option, resolve_gates, seed_option
 
 
 @click.command("export")
 @model_option
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
-              help="Gate checkpoint (.safetensors from train / convert-gates).")
+              help="Gate checkpoint (.safetensors from train / convert-gates). Default with --model tiny: its "
+                   "shipped gates.")
 @click.option("--open-gates", is_flag=True, help="Export a stock-equivalent graph (no gates) instead of --gates.")
 @click.option("--out", required=True, type=click.Path(),
               help="Output folder: new, empty, or a previous export (replaced atomically when complete).")
@@ -55,7 +56,9 @@ def export(model, gates_path, open_gates, out, force, dtype, opset, batch, heigh
     from ..export.from_model import ExportRequest, export_components
 
     request = ExportRequest(
-        out=Path(out), model=model, gates=Path(gates_path) if gates_path else None, open_gates=open_gates,
+        out=Path(out), model=model, open_gates=open_gates,
+        gates=resolve_gates(model, gates_path) if component == "unet" and not open_gates else
+        (Path(gates_path) if gates_path else None),
         dtype=dtype, opset=opset, batch=batch, height=height, width=width, static=static,
         gate_outputs=gate_outputs, exporter=exporter, slim=not no_slim, seed=seed, gate_heads=gate_heads,
         force=force, component=component, vae_dtype=vae_dtype,

@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from ..sampling.schedulers import SCHEDULERS
-from .options import POSITIVE, SEED, FiniteFloat, json_target, model_option, write_json_report
+from .options import POSITIVE, SEED, FiniteFloat, json_target, model_option, resolve_gates, write_json_report
 
 _gates_option = click.option(
     "--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
-    help="Gate checkpoint (.safetensors). eager: without it the stock UNet runs; onnxruntime/tensorrt: the gates "
-         "are baked in, and a checkpoint given here must be the one they were built with.")
+    help="Gate checkpoint (.safetensors), or 'none'. eager: default the shipped gates with --model tiny, else "
+         "none (the stock UNet runs); onnxruntime/tensorrt: the gates are baked in, and a checkpoint given here "
+         "must be the one they were built with.")
 
 
 def sampling_options(func=None, *, out: bool = True):
@@ -39,8 +40,8 @@ def sampling_options(func=None, *, out: bool = True):
         click.option("--scheduler", default="euler", show_default=True,
                      help=f"One of {', '.join(SCHEDULERS)}."),
         click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (prompt i gets seed + i)."),
-        click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default tiny 64, SDXL 1024)."),
-        click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default tiny 64, SDXL 1024)."),
+        click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default: tiny 128, tiny-random 64, SDXL 1024)."),
+        click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default: tiny 128, tiny-random 64, SDXL 1024)."),
         *([click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
                         help="Output folder (created at the first image; existing images are never replaced).")]
           if out else []),
@@ -53,9 +54,10 @@ def sampling_options(func=None, *, out: bool = True):
 
 
 def _settings(model, steps, guidance, scheduler, height, width):
+    from ..models import default_side
     from ..sampling.sampler import SampleSettings
 
-    default = 64 if model == "tiny" else 1024
+    default = default_side(model)
     return SampleSettings(steps=steps, guidance=guidance, scheduler=scheduler,
                           height=default if height is None else height, width=default if width is None else width)
 
@@ -121,7 +123,7 @@ def generate(model, gates_path, backend, onnx, negative_prompt, steps, guidance,
     request = GenerateRequest(
         prompts=tuple(entries), out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None, engine=Path(engine) if engine else None,
-        gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, batch=batch,
+        gates=resolve_gates(model, gates_path, backend), negative=negative_prompt, seed=seed, batch=batch,
         images_per_prompt=images_per_prompt, threads=threads, progress=not no_progress, components=components,
     )
     json_target(json_path)
@@ -164,7 +166,7 @@ def gates(model, gates_path, backend, onnx, negative_prompt, steps, guidance, sc
     request = GateMapRequest(
         prompt=prompt, out=Path(out), settings=_settings(model, steps, guidance, scheduler, height, width),
         model=model, backend=backend, onnx=Path(onnx) if onnx else None,
-        gates=Path(gates_path) if gates_path else None, negative=negative_prompt, seed=seed, steps_at=chosen,
+        gates=resolve_gates(model, gates_path, backend), negative=negative_prompt, seed=seed, steps_at=chosen,
         per_layer=per_layer, json_path=json_path, threads=threads, progress=not no_progress,
     )
     report = make_gate_maps(request)

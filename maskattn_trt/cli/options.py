@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -10,14 +11,16 @@ model_option = click.option(
     "--model",
     default="tiny",
     show_default=True,
-    help="'tiny' (offline, built in-process) or a local diffusers SDXL folder.",
+    help="'tiny' (the trained tiny SDXL shipped with the package), 'tiny-random' (random weights, built "
+    "in-process) or a local diffusers SDXL folder.",
 )
 gates_option = click.option(
     "--gates",
     "gates_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Gate checkpoint (.safetensors from train / convert-gates). Default: random gates (demo only).",
+    help="Gate checkpoint (.safetensors from train / convert-gates); 'none' for no gates (the stock model). "
+    "Default: the shipped gates with --model tiny on eager, else none (an export or engine carries its own).",
 )
 seed_option = click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True, help="Random seed.")
 dtype_option = click.option(
@@ -30,6 +33,18 @@ progress_option = click.option("--no-progress", is_flag=True,
                                help="No progress bar (bars show only when stderr is a terminal anyway).")
 force_option = click.option("--force", is_flag=True,
                             help="Replace --out even when it is a non-empty folder this command did not write.")
+
+
+def resolve_gates(model: str, gates_path: str | None, backend: str = "eager") -> Path | None:
+    """``--gates``: a path as given; 'none' -> no gates; unset -> the model's shipped gates on eager (an export or
+    engine already holds its gates), else none."""
+    if gates_path is not None:
+        return None if gates_path.lower() == "none" else Path(gates_path)
+    if backend != "eager":
+        return None
+    from ..models import default_gates
+
+    return default_gates(model)
 
 
 class FiniteFloat(click.ParamType):

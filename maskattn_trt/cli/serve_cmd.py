@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import click
 
-from .options import model_option
+from .options import model_option, resolve_gates
 
 
 @click.command("serve")
 @model_option
 @click.option("--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
-              help="Gate checkpoint; for onnxruntime/tensorrt it must be the one baked into the export/engine.")
+              help="Gate checkpoint, or 'none'. eager: default the shipped gates with --model tiny; for "
+                   "onnxruntime/tensorrt it must be the one baked into the export/engine.")
 @click.option("--backend", type=click.Choice(["eager", "onnxruntime", "tensorrt"]), default="onnxruntime",
               show_default=True, help="Who runs the UNet.")
 @click.option("--onnx", type=click.Path(), default=None, help="Export folder for --backend onnxruntime.")
@@ -52,7 +53,8 @@ def serve(model, gates_path, backend, onnx, engine, replicas, max_batch, batch_w
     from ..serve.server import ServerConfig, serve_forever
 
     config = ServerConfig(
-        model=ModelConfig(model=model, backend=backend, onnx=onnx, engine=engine, gates=gates_path, threads=threads,
+        model=ModelConfig(model=model, backend=backend, onnx=onnx, engine=engine,
+                          gates=resolve_gates(model, gates_path, backend), threads=threads,
                           max_batch=max_batch, max_steps=max_steps, max_images=max_images),
         replicas=replicas, batch_wait_ms=batch_wait_ms, request_timeout_s=request_timeout_s, host=host, port=port,
         address=address, num_cpus=num_cpus, num_gpus=num_gpus, log_encoding=log_encoding)

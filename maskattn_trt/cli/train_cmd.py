@@ -18,7 +18,7 @@ from .options import POSITIVE, force_option, seed_option
               help="Run folder (checkpoints, metrics.jsonl, gates.safetensors) = train.out_dir. A folder holding a "
                    "run is continued only with --resume (or started over with --force).")
 @force_option
-@click.option("--model", default=None, help="'tiny' or a local diffusers SDXL folder (= model.model).")
+@click.option("--model", default=None, help="'tiny' (shipped, trained), 'tiny-random' or a local diffusers SDXL folder (= model.model).")
 @click.option("--data", "data_path", default=None, help="Dataset path (= data.path): folder, manifest.jsonl or captions_train2014.json.")
 @click.option("--data-format", type=click.Choice(["synthetic", "folder", "jsonl", "coco"]), default=None,
               help="= data.format.")

@@ -1,4 +1,4 @@
-"""Demo stage: export the gated tiny UNet as one ONNX graph and prove parity eager vs ONNX Runtime."""
+"""Demo stage: export the gated tiny UNet (its trained gates) as one ONNX graph and prove parity eager vs ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 from ..artifacts import open_export
 from ..export import export_unet
 from ..gates import gate_installation, recording_gate_margins, save_gates
-from ..models import TINY_VAE_SCALE
 from ..parity import compare_runners, parity_feeds
 from ..runners import EagerRunner, OrtRunner
 from ..spec import UNetIOSpec
@@ -18,12 +17,11 @@ def demo_stage(state) -> list[str]:
     installation = gate_installation(unet)
     if installation is None:
         return ["skipped: the tiny UNet has no gates (the gates stage did not run)"]
-    # The gates as they are now (the train stage may have changed them), so `maskattn-trt parity --onnx` can
-    # rebuild the same reference from the manifest later.
+    # The gates as they are now, so `maskattn-trt parity --onnx` can rebuild the same reference from the manifest.
     gates_path = save_gates(unet, Path(state.out_dir) / "gates_exported.safetensors")
-    spec = UNetIOSpec.for_unet(unet, vae_scale=TINY_VAE_SCALE).with_gate_outputs(list(installation.sites))
+    spec = UNetIOSpec.for_unet(unet, vae_scale=state.pipe.vae_scale_factor).with_gate_outputs(list(installation.sites))
     result = export_unet(unet, Path(state.out_dir) / "onnx", spec, progress=False,
-                         source={"model": "tiny", "seed": state.seed, "gate_checkpoint": str(gates_path)})
+                         source={"model": state.model, "seed": state.seed, "gate_checkpoint": str(gates_path)})
     state.onnx_dir = result.out_dir
     graph = result.manifest["graph"]
     lines = [result.summary(),

@@ -46,7 +46,7 @@ class EvaluateRequest:
     prompt_seed: int = 0
     seeds: int = 1  # image seeds per scene: seed, seed + 1, ...
     seed: int = 0
-    settings: SampleSettings = SampleSettings(height=64, width=64)
+    settings: SampleSettings = SampleSettings(height=128, width=128)
     model: str = "tiny"
     backend: str = "eager"
     onnx: Path | None = None

@@ -27,7 +27,7 @@ from ..component_spec import (
 from ..errors import BadInputError
 from ..gates import attach_gates, cast_unet, check_gate_heads, gate_processors
 from ..models import (
-    TINY_VAE_SCALE,
+    SDXL_VAE_SCALE,
     component_module,
     load_pipeline,
     load_unet,
@@ -70,7 +70,8 @@ class ExportRequest:
 
 
 def _default_pixels(vae_scale: int) -> str:
-    return "32:64:128" if vae_scale == TINY_VAE_SCALE else "512:1024:1024"
+    # the tiny models (VAE scale 2 or 4): 16..64 latents around their drawing size; SDXL: 512..1024 px
+    return f"{16 * vae_scale}:{32 * vae_scale}:{64 * vae_scale}" if vae_scale < SDXL_VAE_SCALE else "512:1024:1024"
 
 
 def resolve_spec(base, batch: str, height: str | None, width: str | None, static: bool) -> UNetIOSpec:

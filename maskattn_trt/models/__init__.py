@@ -4,6 +4,7 @@ from .components import TextEncoderGraph, VaeDecoderGraph, component_graph, comp
 from .loading import (
     SDXL_VAE_SCALE,
     check_sdxl_folder,
+    default_side,
     load_model,
     load_pipeline,
     load_unet,
@@ -11,6 +12,7 @@ from .loading import (
     unet_architecture,
     vae_scale_of,
 )
+from .shipped import RANDOM_TINY, SHIPPED, default_gates, shipped_gates, shipped_manifest, shipped_model_dir
 from .tiny import (
     SDXL_UNET_CONFIG,
     TINY_VAE_SCALE,
@@ -21,6 +23,12 @@ from .tiny import (
 )
 
 __all__ = [
+    "RANDOM_TINY",
+    "SHIPPED",
+    "default_gates",
+    "shipped_gates",
+    "shipped_manifest",
+    "shipped_model_dir",
     "SDXL_UNET_CONFIG",
     "SDXL_VAE_SCALE",
     "TINY_VAE_SCALE",
@@ -29,6 +37,7 @@ __all__ = [
     "UNET_PRESETS",
     "build_unet",
     "check_sdxl_folder",
+    "default_side",
     "component_graph",
     "component_module",
     "load_model",

@@ -1,9 +1,10 @@
-"""The one model loader: ``--model tiny | small | sdxl | PATH`` -> pipeline, UNet or architecture.
+"""The one model loader: ``--model tiny | tiny-random | small | sdxl | PATH`` -> pipeline, UNet or architecture.
 
-``tiny`` is the offline pipeline built in-process; ``small`` and ``sdxl`` are UNet-only presets with random
-weights (``sdxl`` is the real architecture, built on the meta device and allocated once in the target dtype);
-a path is a local diffusers SDXL folder. Nothing ever touches the network (``local_files_only=True``).
-Every command that takes ``--model`` goes through here.
+``tiny`` is the trained tiny SDXL shipped inside the package (:mod:`.shipped`: loaded like any folder, after a
+sha256 check); ``tiny-random`` is the same kind of pipeline with seeded random weights, built in-process;
+``small`` and ``sdxl`` are UNet-only presets with random weights (``sdxl`` is the real architecture, built on
+the meta device and allocated once in the target dtype); a path is a local diffusers SDXL folder. Nothing ever
+touches the network (``local_files_only=True``). Every command that takes ``--model`` goes through here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from ..errors import BadInputError, ModelLoadError
 from ..spec import DTYPES
+from .shipped import RANDOM_TINY, SHIPPED, shipped_model_dir
 from .tiny import TINY_VAE_SCALE, UNET_PRESETS, build_unet, tiny_sdxl_pipeline
 
 SDXL_VAE_SCALE = 8
@@ -51,6 +53,8 @@ def check_sdxl_folder(path: Path) -> None:
 
 
 def _folder(model: str) -> Path:
+    if model in SHIPPED:
+        return shipped_model_dir(model)
     path = Path(model).expanduser()
     check_sdxl_folder(path)
     return path
@@ -66,13 +70,22 @@ def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 @contextlib.contextmanager
 def quiet_diffusers() -> Iterator[None]:
-    """Silence diffusers' logger for a block (restoring its level), e.g. its warning on ``ModelMixin.to(dtype)``."""
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
+    """Silence diffusers' and transformers' loggers and loading bars for a block (restoring them after), e.g.
+    the warning on ``ModelMixin.to(dtype)`` and the per-component bars of ``from_pretrained``."""
+    from transformers.utils import logging as transformers_logging
+
+    saved = [(lib, lib.get_verbosity(), lib.is_progress_bar_enabled())
+             for lib in (diffusers_logging, transformers_logging)]
+    for lib, _, _ in saved:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
     try:
         yield
     finally:
-        diffusers_logging.set_verbosity(level)
+        for lib, level, bars in saved:
+            lib.set_verbosity(level)
+            if bars:
+                lib.enable_progress_bar()
 
 
 def _init_in_place(unet: nn.Module, seed: int) -> None:
@@ -91,12 +104,12 @@ def _pipeline_class():
 
 
 def load_pipeline(model: str = "tiny", dtype: str | torch.dtype = torch.float32, seed: int = 0):
-    """``tiny`` -> :func:`tiny_sdxl_pipeline`; a folder -> ``StableDiffusionXLPipeline.from_pretrained``.
+    """``tiny-random`` -> :func:`tiny_sdxl_pipeline`; ``tiny`` or a folder -> ``from_pretrained``.
 
     The VAE stays fp32 whatever ``dtype`` (the SDXL VAE overflows in fp16).
     """
     torch_dtype = _torch_dtype(dtype)
-    if model == "tiny":
+    if model == RANDOM_TINY:
         pipe = tiny_sdxl_pipeline(seed)
         if torch_dtype != torch.float32:
             with quiet_diffusers():
@@ -108,12 +121,13 @@ def load_pipeline(model: str = "tiny", dtype: str | torch.dtype = torch.float32,
                              "or a local diffusers SDXL folder")
     path = _folder(model)
     try:
-        pipe = _pipeline_class().from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+        with quiet_diffusers():
+            pipe = _pipeline_class().from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+            if pipe.vae is not None:
+                pipe.vae.to(torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
-    if pipe.vae is not None:
-        pipe.vae.to(torch.float32)
     return pipe
 
 
@@ -138,8 +152,9 @@ def load_unet(model: str = "tiny", seed: int = 0, device: str | torch.device = "
     else:
         path = _folder(model)
         try:
-            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=torch_dtype,
-                                                        local_files_only=True).to(device)
+            with quiet_diffusers():
+                unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", dtype=torch_dtype,
+                                                            local_files_only=True).to(device)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load the UNet in {path}/unet: {exc}") from exc
     return unet.eval().requires_grad_(False)
@@ -161,23 +176,31 @@ def unet_architecture(model: str) -> nn.Module:
 def load_model(model: str, unet_weights: bool = True):
     """(pipeline, UNet). Without ``unet_weights`` a folder's UNet is only its architecture (meta device): an
     exported backend runs the UNet, the pipeline supplies text encoders, VAE and scheduler."""
-    if model == "tiny" or unet_weights:
+    if model == RANDOM_TINY or unet_weights:
         pipe = load_pipeline(model)
         return pipe, pipe.unet
     path = _folder(model)
     try:
-        pipe = _pipeline_class().from_pretrained(path, unet=None, local_files_only=True)
+        with quiet_diffusers():
+            pipe = _pipeline_class().from_pretrained(path, unet=None, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"could not load the SDXL pipeline in {path}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe, unet_architecture(model)
 
 
+def default_side(model: str) -> int:
+    """The image side in pixels a model draws when none is asked: 128 for ``tiny`` (trained at 128 px), 64 for
+    ``tiny-random``, 1024 for SDXL and any folder."""
+    return {"tiny": 128, RANDOM_TINY: 64}.get(model, 1024)
+
+
 def vae_scale_of(model: str) -> int:
-    """Latent -> pixel factor of the model's VAE: 2 for ``tiny``, 8 for SDXL (read from a folder's VAE config)."""
-    if model == "tiny":
+    """Latent -> pixel factor of the model's VAE: 2 for ``tiny-random``, 4 for ``tiny``, 8 for SDXL (read from a
+    folder's VAE config)."""
+    if model == RANDOM_TINY:
         return TINY_VAE_SCALE
-    path = Path(model).expanduser() / "vae" / "config.json"
+    path = (shipped_model_dir(model) if model in SHIPPED else Path(model).expanduser()) / "vae" / "config.json"
     if path.is_file():
         try:
             blocks = json.loads(path.read_text()).get("block_out_channels", [0, 0, 0, 0])

@@ -58,11 +58,11 @@ _SMALL_UNET = {
 
 TINY_VAE_SCALE = 2  # the tiny offline VAE has two blocks
 
-UNET_PRESETS: dict[str, dict] = {"tiny": _TINY_UNET, "small": _SMALL_UNET, "sdxl": SDXL_UNET_CONFIG}
+UNET_PRESETS: dict[str, dict] = {"tiny-random": _TINY_UNET, "small": _SMALL_UNET, "sdxl": SDXL_UNET_CONFIG}
 
 
-def build_unet(preset: str = "tiny", seed: int = 0, device: str | torch.device = "cpu"):
-    """A randomly initialised SDXL-shaped UNet2DConditionModel from a preset (``tiny``, ``small``, ``sdxl``).
+def build_unet(preset: str = "tiny-random", seed: int = 0, device: str | torch.device = "cpu"):
+    """A randomly initialised SDXL-shaped UNet2DConditionModel from a preset (``tiny-random``, ``small``, ``sdxl``).
 
     ``device="meta"`` builds the architecture without allocating weights (the real SDXL config included).
     """
@@ -151,7 +151,7 @@ def tiny_sdxl_pipeline(seed: int = 0):
         text_encoder_2=encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tiny_tokenizer(),
-        unet=build_unet("tiny", seed),
+        unet=build_unet("tiny-random", seed),
         scheduler=scheduler,
         force_zeros_for_empty_prompt=True,
     )

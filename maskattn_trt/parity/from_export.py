@@ -17,7 +17,7 @@ from pathlib import Path
 from ..artifacts import open_engine_tree, open_export_tree
 from ..errors import BadInputError
 from ..gates import attach_gates, gates_hash, gates_hashes, recording_gate_margins
-from ..models import UNET_PRESETS, load_pipeline, load_unet
+from ..models import RANDOM_TINY, UNET_PRESETS, load_pipeline, load_unet
 from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner
 from .compare import ParityReport, compare_runners
 from .components import component_parity
@@ -55,7 +55,7 @@ def reference_unet(manifest: dict, model: str | None, gates: Path | None):
 
 def _pipeline_for_prompts(model: str, seed: int):
     """The pipeline whose text encoders make the prompt feeds; None for UNet-only presets."""
-    if model in UNET_PRESETS and model != "tiny":
+    if model in UNET_PRESETS and model != RANDOM_TINY:
         return None
     return load_pipeline(model, seed=seed)
 

@@ -29,6 +29,7 @@ from ..gates import (
     load_gates,
     unet_fingerprint,
 )
+from ..models import RANDOM_TINY
 from ..runners import EagerRunner, OrtRunner, Runner, TrtRunner, require_gpu
 from ..spec import DTYPES, Range, UNetIOSpec
 from ..utils.io import sha256_file
@@ -106,9 +107,9 @@ def check_component_fits(spec, pipe, artifact: str, manifest: dict | None = None
             raise BadInputError(f"{artifact} was made for another model: its {key} is {getattr(spec, key)}, this "
                                 f"pipeline's is {value}; pass the --model it was exported from, or re-export")
     manifest = manifest or {}
-    if model == "tiny" and manifest.get("model") == "tiny" and manifest.get("seed") not in (None, 0):
+    if model == RANDOM_TINY and manifest.get("model") == RANDOM_TINY and manifest.get("seed") not in (None, 0):
         raise BadInputError(f"{artifact} holds tiny weights made with seed {manifest['seed']}, the tiny pipeline "
-                            "here uses seed 0; re-export with `maskattn-trt export --model tiny --seed 0`")
+                            "here uses seed 0; re-export with `maskattn-trt export --model tiny-random --seed 0`")
 
 
 def load_model(model: str, backend: str):
@@ -137,9 +138,9 @@ def check_fits(spec: UNetIOSpec, pipe, unet, artifact: str, manifest: dict | Non
         raise BadInputError(f"{artifact} was exported from another UNet architecture (fingerprint {recorded[:12]}, "
                             f"this model {unet_fingerprint(unet)[:12]}); pass the --model it was exported from")
     manifest = manifest or {}
-    if model == "tiny" and manifest.get("model") == "tiny" and manifest.get("seed") not in (None, 0):
+    if model == RANDOM_TINY and manifest.get("model") == RANDOM_TINY and manifest.get("seed") not in (None, 0):
         raise BadInputError(f"{artifact} holds tiny UNet weights made with seed {manifest['seed']}, the tiny pipeline "
-                            "here uses seed 0; re-export with `maskattn-trt export --model tiny --seed 0`")
+                            "here uses seed 0; re-export with `maskattn-trt export --model tiny-random --seed 0`")
 
 
 def _checkpoint_gates(unet, gates_path) -> dict:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import models
 from ..errors import BadInputError, MaskAttnError
 from ..sampling.backends import BACKENDS, load_model, open_backend  # noqa: F401 - BACKENDS re-exported to server
 from ..sampling.generate import image_metadata
@@ -65,8 +66,8 @@ class ModelConfig:
 
 
 def default_side(model: str) -> int:
-    """The size ``generate`` uses when none is given (64 px for the tiny model, 1024 for SDXL)."""
-    return 64 if model == "tiny" else 1024
+    """The size ``generate`` uses when none is given (128 px for ``tiny``, 64 for ``tiny-random``, 1024 for SDXL)."""
+    return models.default_side(model)
 
 
 class ServedModel:

@@ -24,7 +24,6 @@ limit always leaves a usable model.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import shutil
@@ -41,7 +40,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from ..errors import ConfigError
 from ..models.tiny import UNET_PRESETS, tiny_sdxl_pipeline
 from ..spec import time_ids
-from ..utils.io import write_json_atomic
+from ..utils.io import sha256_file, write_json_atomic
 from ..world import SHAPES, make_scene, render
 
 DATA_VERSION = "world-1"  # bump when the world's scenes or rendering change
@@ -151,7 +150,7 @@ def build_vae(recipe: BaseRecipe, seed: int) -> AutoencoderKL:
 
 
 def build_unet(recipe: BaseRecipe, seed: int) -> UNet2DConditionModel:
-    config = copy.deepcopy(UNET_PRESETS["tiny"])
+    config = copy.deepcopy(UNET_PRESETS["tiny-random"])
     config.update(block_out_channels=list(recipe.unet_channels), attention_head_dim=list(recipe.unet_heads),
                   sample_size=recipe.data_size // 2 ** (len(recipe.vae_channels) - 1))
     torch.manual_seed(seed)
@@ -210,6 +209,17 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, batch: int = 128) -
     scale = float(1.0 / latents.std())
     vae.register_to_config(scaling_factor=scale)
     return latents * scale
+
+
+@torch.no_grad()
+def collapse_posterior(vae: AutoencoderKL, logvar: float = -30.0) -> None:
+    """Make the encoder's posterior a point mass at its mean (log-variance ``logvar``, the floor diffusers
+    clamps to): the UNet trains on posterior means, and with the tiny KL weight the learned posterior std is
+    ~1 in scaled units, so a trainer that samples latents (``maskattn-trt train`` does, as SDXL's recipe does)
+    would see noise the UNet never saw. The mean, and so every encode-decode, is unchanged."""
+    channels = vae.config.latent_channels
+    vae.quant_conv.weight[channels:] = 0.0
+    vae.quant_conv.bias[channels:] = logvar
 
 
 def add_shape_tokens(pipe, seed: int) -> list[str]:
@@ -293,14 +303,6 @@ def train_unet(unet: UNet2DConditionModel, ema: UNet2DConditionModel, pipe, late
             "loss_last_500": float(np.mean(losses[-500:]))}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_model(pipe, out: Path, record: dict) -> Path:
     """The pipeline as a diffusers folder (safetensors) with its manifest; written beside, then renamed."""
     final = out / MODEL_DIR
@@ -308,7 +310,7 @@ def save_model(pipe, out: Path, record: dict) -> Path:
     if partial.exists():
         shutil.rmtree(partial)
     pipe.save_pretrained(partial, safe_serialization=True)
-    files = {str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(partial.rglob("*")) if p.is_file()}
     write_json_atomic(partial / MANIFEST_NAME, {**record, "files": files,
                                                 "total_bytes": sum(f["bytes"] for f in files.values())})
@@ -330,6 +332,7 @@ def train_base(recipe: BaseRecipe, out: Path, log=print) -> Path:
     added = add_shape_tokens(pipe, recipe.train_seed)
     vae = build_vae(recipe, recipe.train_seed + 3)
     vae_record = train_vae(vae, images, recipe, clock, log)
+    collapse_posterior(vae)
     latents = encode_latents(vae, images)
     log(f"latents {tuple(latents.shape)}, scaling factor {vae.config.scaling_factor:.4f}")
     text = encode_captions(pipe, captions)

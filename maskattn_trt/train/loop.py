@@ -115,6 +115,9 @@ def prepare_pipeline(recipe: Recipe, pipe, device: torch.device):
         load_gates(unet, recipe.train.init_gates)
     elif installed is None or installed.config != recipe.gates:
         install_gates(unet, recipe.gates)
+        with torch.no_grad():
+            for head in gate_heads(unet).values():
+                head.logit_bias.fill_(recipe.train.init_logit_bias)
     for head in gate_heads(unet).values():
         head.to(device=device, dtype=torch.float32).requires_grad_(True)
     set_gates_open(unet, False)

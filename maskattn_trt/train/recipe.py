@@ -65,7 +65,7 @@ def _typed(where: str, annotation: str, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelSection:
-    model: str = "tiny"  # 'tiny' or a local diffusers SDXL folder
+    model: str = "tiny"  # 'tiny' (shipped, trained), 'tiny-random' or a local diffusers SDXL folder
     precision: str = "fp32"  # frozen backbone dtype; gate heads always train in fp32
     gradient_checkpointing: bool = False
     device: str = "auto"  # auto = cuda:<local rank> when CUDA is available, else cpu
@@ -130,6 +130,8 @@ class TrainSection:
     prediction_type: str = "auto"  # auto = the scheduler's prediction_type
     min_snr_gamma: float = 0.0  # 0 = plain MSE; 5 is the usual min-SNR weighting
     init_gates: str = ""  # start from these gate weights (e.g. the 512 px run's) instead of fresh heads
+    init_logit_bias: float = 0.0  # fresh heads' logit bias: 0 = the official start (about half the gates
+    # closed at random); > 0 starts them mostly open, i.e. from the frozen model's own behaviour
     out_dir: str = "runs/train"
 
     def __post_init__(self):

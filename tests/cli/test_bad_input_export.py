@@ -14,7 +14,7 @@ from maskattn_trt.errors import NonFiniteError
 
 from .catalogue import CHECKPOINT, USAGE, assert_refused, bad_files, flipped, listing, truncated
 
-EXPORT = ("export", "--model", "tiny", "--no-progress", "--static", "--no-slim")
+EXPORT = ("export", "--model", "tiny-random", "--no-progress", "--static", "--no-slim")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def gates_file(tmp_path_factory):
     from maskattn_trt.gates import install_gates, randomize_gates, save_gates
     from maskattn_trt.models import build_unet
 
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     install_gates(unet)
     randomize_gates(unet, 0)
     return save_gates(unet, tmp_path_factory.mktemp("gates") / "gates.safetensors")
@@ -62,7 +62,7 @@ def test_nan_gates_are_refused_by_save_load_and_export(tmp_path, gates_file):
     from maskattn_trt.models import build_unet
     from maskattn_trt.spec import UNetIOSpec
 
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     load_gates(unet, gates_file)
     with torch.no_grad():
         next(iter(gate_heads(unet).values())).token_net[1].weight[0, 0] = float("nan")
@@ -93,7 +93,7 @@ def test_nan_gates_file_is_refused_by_load(tmp_path, gates_file):
     meta["content_sha256"] = gc._content_hash(tensors)
     save_file(tensors, str(tmp_path / "nan.safetensors"), metadata={gc._META_KEY: json.dumps(meta)})
     with pytest.raises(Exception, match="NaN or infinity"):
-        load_gates(build_unet("tiny", seed=0), tmp_path / "nan.safetensors")
+        load_gates(build_unet("tiny-random", seed=0), tmp_path / "nan.safetensors")
 
 
 def test_out_locations(run_cli, tmp_path, monkeypatch):
@@ -122,7 +122,7 @@ def test_read_only_location(run_cli, tmp_path):
 def test_convert_gates_hostile_sources(run_cli, tmp_path, kind):
     source = bad_files(tmp_path / "bad")[kind]
     code = USAGE if kind == "directory" else CHECKPOINT
-    line = assert_refused(run_cli("convert-gates", source, tmp_path / "g.safetensors", "--model", "tiny"), code)
+    line = assert_refused(run_cli("convert-gates", source, tmp_path / "g.safetensors", "--model", "tiny-random"), code)
     assert "weights_only=False" not in line and "can still be loaded" not in line
     assert not (tmp_path / "g.safetensors").exists()
 

@@ -84,7 +84,7 @@ def test_size_zero_is_not_replaced_by_the_default():
     from maskattn_trt.cli.generate_cmd import _settings
     from maskattn_trt.errors import BadInputError
 
-    assert _settings("tiny", 2, 5.0, "euler", None, None).height == 64  # not given: the default
+    assert _settings("tiny-random", 2, 5.0, "euler", None, None).height == 64  # not given: the default
     with pytest.raises(BadInputError, match="height must be a positive multiple of 8"):
         _settings("tiny", 2, 5.0, "euler", 0, 64)
 

@@ -60,7 +60,7 @@ def test_unwritable_output_folder(run_cli, tmp_path, gates_checkpoint):
     (("--open-gates", "--batch", "4:2:1"), "min <= opt <= max"),
     (("--open-gates", "--gate-outputs"), "needs gates"),
     (("--open-gates", "--gates", "x.safetensors"), "not both"),
-    ((), "--open-gates"),
+    (("--model", "tiny-random"), "--open-gates"),  # the shipped tiny has default gates; tiny-random none
 ])
 def test_bad_options(run_cli, tmp_path, args, words):
     code, _, err = run_cli("export", "--out", tmp_path / "out", *args)
@@ -70,7 +70,7 @@ def test_bad_options(run_cli, tmp_path, args, words):
 
 def test_cli_export_then_parity_json(run_cli, tmp_path, gates_checkpoint):
     out = tmp_path / "tiny"
-    code, stdout, err = run_cli("export", "--model", "tiny", "--gates", gates_checkpoint, "--out", out, "--gate-outputs",
+    code, stdout, err = run_cli("export", "--model", "tiny-random", "--gates", gates_checkpoint, "--out", out, "--gate-outputs",
                                 "--height", "32:64:96", "--width", "32:64:128", "--batch", "1:1:2", "--no-slim")
     assert code == 0, err
     assert "IsNaN 0, gate sigmoids 0" in stdout
@@ -85,7 +85,7 @@ def test_cli_export_then_parity_json(run_cli, tmp_path, gates_checkpoint):
     assert len({tuple(c["shape"][1:]) for c in report["cases"]}) == 2
     assert "parity passed" in stdout
     # Parity against other gates than the exported ones is refused, not silently compared.
-    other = build_unet("tiny", seed=0)
+    other = build_unet("tiny-random", seed=0)
     install_gates(other, GateConfig())
     with torch.no_grad():
         for head in gate_heads(other).values():

@@ -15,7 +15,7 @@ def test_generate_jsonl_eager(run_cli, tmp_path, gates_checkpoint):
     prompts.write_text('{"prompt": "a red cat on a blue sofa", "seed": 42, "negative": "blurry"}\n'
                        '{"prompt": "a dog in the snow"}\n')
     out = tmp_path / "gen"
-    code, stdout, stderr = run_cli("generate", "--prompts", prompts, "--gates", gates_checkpoint, "--batch", "2",
+    code, stdout, stderr = run_cli("generate", "--model", "tiny-random", "--prompts", prompts, "--gates", gates_checkpoint, "--batch", "2",
                                    "--seed", "7", "--scheduler", "dpmpp_2m_karras", "--out", out, *SMALL)
     assert code == 0, stderr
     assert "wrote 2 image(s) with the eager backend" in stdout and "images/s" in stdout and "ms/step" in stdout
@@ -32,7 +32,7 @@ def test_generate_jsonl_eager(run_cli, tmp_path, gates_checkpoint):
 
 def test_generate_onnxruntime_and_truncation_warning(run_cli, tmp_path, fp32_export):
     long = "a red cat on a blue sofa " * 12 + "under a golden moon"
-    code, stdout, stderr = run_cli("generate", "--backend", "onnxruntime", "--onnx", fp32_export.out_dir, "--prompt", long,
+    code, stdout, stderr = run_cli("generate", "--model", "tiny-random", "--backend", "onnxruntime", "--onnx", fp32_export.out_dir, "--prompt", long,
                                    "--out", tmp_path / "gen", *SMALL)
     assert code == 0, stderr
     assert "with the onnxruntime backend" in stdout
@@ -42,11 +42,11 @@ def test_generate_onnxruntime_and_truncation_warning(run_cli, tmp_path, fp32_exp
 
 
 def test_generate_bad_input_is_one_line(run_cli, tmp_path):
-    code, _, stderr = run_cli("generate", "--prompt", "a cat", "--scheduler", "plms", "--out", tmp_path / "o")
+    code, _, stderr = run_cli("generate", "--model", "tiny-random", "--prompt", "a cat", "--scheduler", "plms", "--out", tmp_path / "o")
     assert code == 2 and stderr.strip().count("\n") == 0 and "unknown scheduler 'plms'" in stderr
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    code, _, stderr = run_cli("generate", "--prompts", empty, "--out", tmp_path / "o")
+    code, _, stderr = run_cli("generate", "--model", "tiny-random", "--prompts", empty, "--out", tmp_path / "o")
     assert code == 2 and "holds no prompt" in stderr
 
 
@@ -54,7 +54,7 @@ def test_gates_command_eager_and_onnxruntime(run_cli, tmp_path, gates_checkpoint
     fractions = {}
     for backend, extra in (("eager", ("--gates", gates_checkpoint)), ("onnxruntime", ("--onnx", fp32_export.out_dir))):
         out = tmp_path / backend
-        code, stdout, stderr = run_cli("gates", "--backend", backend, *extra, "--prompt", "a red cat on a blue sofa",
+        code, stdout, stderr = run_cli("gates", "--model", "tiny-random", "--backend", backend, *extra, "--prompt", "a red cat on a blue sofa",
                                        "--steps-at", "0,2", "--json", out / "fractions.json", "--out", out, *SMALL)
         assert code == 0, stderr
         assert "open fraction per token" in stdout

@@ -21,7 +21,7 @@ def test_train_stop_resume_and_export(run_cli, tmp_path):
     _, meta = read_gate_checkpoint(out / "gates.safetensors")
     assert meta["extra"]["step"] == 6 and meta["config"]["hidden_size"] == 32
 
-    code, stdout, err = run_cli("export", "--model", "tiny", "--gates", out / "gates.safetensors",
+    code, stdout, err = run_cli("export", "--model", "tiny-random", "--gates", out / "gates.safetensors",
                                 "--out", tmp_path / "onnx", "--static", "--no-slim")
     assert code == 0, err
     assert list((tmp_path / "onnx").glob("*.onnx"))

@@ -23,7 +23,7 @@ def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("rtx_components") / "tree"
     root.mkdir()
     for component in COMPONENTS:
-        export_components(ExportRequest(out=root / component, component=component), progress=False)
+        export_components(ExportRequest(model="tiny-random", out=root / component, component=component), progress=False)
     return root
 
 
@@ -69,9 +69,9 @@ def test_an_engine_folder_without_a_unet_is_refused_by_generate(engines):
     with pytest.raises(BadInputError, match="not a UNet"):
         _unet_of(open_engine_tree(folder), folder)
     if HAS_CUDA:
-        pipe, unet = load_model("tiny", "tensorrt")
+        pipe, unet = load_model("tiny-random", "tensorrt")
         with pytest.raises(BadInputError, match="not a UNet"):
-            open_backend(pipe, unet, "tensorrt", model="tiny", engine=folder)
+            open_backend(pipe, unet, "tensorrt", model="tiny-random", engine=folder)
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the CPU-only refusal")

@@ -18,13 +18,13 @@ METRICS = {"object_precision", "object_recall", "binding", "relation", "scene_ac
 @pytest.fixture(scope="module")
 def open_export(tmp_path_factory):
     """The tiny model exported with every gate open (the stock-equivalent graph), fp32."""
-    return export_model(ExportRequest(out=tmp_path_factory.mktemp("export") / "tiny_open", model="tiny",
+    return export_model(ExportRequest(out=tmp_path_factory.mktemp("export") / "tiny_open", model="tiny-random",
                                       open_gates=True, batch="1:2:4", slim=False), progress=False)
 
 
 def test_eager_gated_vs_open_json_on_stdout(run_cli, tmp_path, gates_checkpoint):
     out = tmp_path / "eval"
-    code, stdout, stderr = run_cli("evaluate", "--gates", gates_checkpoint, "--count", "3", "--seeds", "2",
+    code, stdout, stderr = run_cli("evaluate", "--model", "tiny-random", "--gates", gates_checkpoint, "--count", "3", "--seeds", "2",
                                    "--batch", "2", "--out", out, "--json", "-", *SMALL)
     assert code == 0, stderr
     report = json.loads(stdout)  # stdout holds only the JSON; the table went to stderr
@@ -48,7 +48,7 @@ def test_eager_gated_vs_open_json_on_stdout(run_cli, tmp_path, gates_checkpoint)
 
 def test_onnxruntime_against_eager_and_open_export(run_cli, tmp_path, fp32_export, open_export, gates_checkpoint):
     out = tmp_path / "eval_ort"
-    code, stdout, stderr = run_cli("evaluate", "--backend", "onnxruntime", "--onnx", fp32_export.out_dir,
+    code, stdout, stderr = run_cli("evaluate", "--model", "tiny-random", "--backend", "onnxruntime", "--onnx", fp32_export.out_dir,
                                    "--open-onnx", open_export.out_dir, "--against", "eager", "--gates",
                                    gates_checkpoint, "--prompts", "two", "--count", "3", "--threads", "1",
                                    "--out", out, *SMALL)
@@ -69,7 +69,7 @@ def test_refuses_to_overwrite_and_bad_requests_are_one_line(run_cli, tmp_path, g
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    args = ("evaluate", "--gates", gates_checkpoint, "--count", "1", "--sheet-rows", "1", *SMALL)
+    args = ("evaluate", "--model", "tiny-random", "--gates", gates_checkpoint, "--count", "1", "--sheet-rows", "1", *SMALL)
     code, _, stderr = run_cli(*args, "--out", foreign)
     assert code == 2 and stderr.strip().count("\n") == 0 and "--force" in stderr
     assert (foreign / "notes.txt").read_text() == "keep me"
@@ -79,12 +79,12 @@ def test_refuses_to_overwrite_and_bad_requests_are_one_line(run_cli, tmp_path, g
     code, _, stderr = run_cli(*args, "--out", foreign)  # a previous evaluation is replaced without --force
     assert code == 0, stderr
     for bad, expected in (
-        (("evaluate", "--count", "1", "--out", tmp_path / "a"), "needs gates"),
+        (("evaluate", "--model", "tiny-random", "--count", "1", "--out", tmp_path / "a"), "needs gates"),
         (("evaluate", "--backend", "onnxruntime", "--onnx", tmp_path, "--out", tmp_path / "b"), "--open-onnx"),
         (("evaluate", "--no-open", "--height", "64", "--width", "128", "--out", tmp_path / "c"), "square"),
         (("evaluate", "--no-open", "--prompts", "nonsense", "--out", tmp_path / "d"), "heldout, two, single"),
         (("evaluate", "--no-open", "--against", "eager", "--out", tmp_path / "e"), "is the --backend itself"),
-        (("evaluate", "--backend", "onnxruntime", "--onnx", tmp_path, "--no-open", "--against", "eager", "--out",
+        (("evaluate", "--model", "tiny-random", "--backend", "onnxruntime", "--onnx", tmp_path, "--no-open", "--against", "eager", "--out",
           tmp_path / "f"), "--against eager needs --gates"),
     ):
         code, stdout, stderr = run_cli(*bad)
@@ -97,6 +97,6 @@ def test_refuses_to_overwrite_and_bad_requests_are_one_line(run_cli, tmp_path, g
                                           ("--gate-threshold", "nan"), ("--gate-threshold", "1"),
                                           ("--sheet-rows", "-2"), ("--batch", "inf"), ("--against", "tpu")])
 def test_bad_numbers_and_choices_are_usage_errors(run_cli, tmp_path, option, value):
-    code, stdout, stderr = run_cli("evaluate", "--no-open", option, value, "--out", tmp_path / "o")
+    code, stdout, stderr = run_cli("evaluate", "--model", "tiny-random", "--no-open", option, value, "--out", tmp_path / "o")
     assert code == 2 and stderr.startswith("error: ") and stderr.strip().count("\n") == 0 and option in stderr
     assert not stdout and not (tmp_path / "o").exists()

@@ -35,7 +35,7 @@ def tree(tmp_path_factory):
     """An export tree holding the three non-UNet components (fp32, default ranges)."""
     root = tmp_path_factory.mktemp("components")
     for component in COMPONENTS:
-        export_components(ExportRequest(out=root / component, component=component), progress=False)
+        export_components(ExportRequest(model="tiny-random", out=root / component, component=component), progress=False)
     return root
 
 
@@ -106,7 +106,7 @@ def test_io_specs_round_trip_and_profiles(tree):
 
 
 def test_fp16_vae_is_checked_on_a_real_latent_and_an_overflowing_one_is_refused(tiny_pipe, tmp_path):
-    result = export_components(ExportRequest(out=tmp_path / "vae16", component="vae_decoder", vae_dtype="fp16"),
+    result = export_components(ExportRequest(model="tiny-random", out=tmp_path / "vae16", component="vae_decoder", vae_dtype="fp16"),
                                progress=False)[0]
     check = result.manifest["fp16_decode_check"]
     assert check["finite"] and max(check["max_abs_vs_fp32"].values()) < 2e-2
@@ -123,11 +123,11 @@ def test_fp16_vae_is_checked_on_a_real_latent_and_an_overflowing_one_is_refused(
 
 def test_options_that_do_not_apply_to_a_component_are_refused(tmp_path):
     with pytest.raises(BadInputError, match="apply to the UNet"):
-        export_components(ExportRequest(out=tmp_path / "x", component="text_encoder", open_gates=True))
+        export_components(ExportRequest(model="tiny-random", out=tmp_path / "x", component="text_encoder", open_gates=True))
     with pytest.raises(BadInputError, match="--vae-dtype"):
-        export_components(ExportRequest(out=tmp_path / "x", component="vae_decoder", dtype="fp16"))
+        export_components(ExportRequest(model="tiny-random", out=tmp_path / "x", component="vae_decoder", dtype="fp16"))
     with pytest.raises(BadInputError, match="--gates CHECKPOINT"):
-        export_components(ExportRequest(out=tmp_path / "x", component="all"))
+        export_components(ExportRequest(model="tiny-random", out=tmp_path / "x", component="all"))
     with pytest.raises(BadInputError, match="text_encoder_2 must be a CLIPTextModelWithProjection"):
         from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -138,11 +138,11 @@ def test_options_that_do_not_apply_to_a_component_are_refused(tmp_path):
 
 
 def test_cli_exports_a_component_and_checks_its_parity(run_cli, tree, tmp_path):
-    code, out, err = run_cli("export", "--component", "text_encoder", "--batch", "1:1:2", "--out", tmp_path / "te")
+    code, out, err = run_cli("export", "--model", "tiny-random", "--component", "text_encoder", "--batch", "1:1:2", "--out", tmp_path / "te")
     assert code == 0, err
     assert "text_encoder: input_ids -> hidden_states; batch 1:1:2" in out
     code, out, err = run_cli("parity", "--onnx", tree / "vae_decoder")
     assert code == 0, err
     assert "onnxruntime: image max abs <= 0.001" in out and "parity passed" in out
-    code, _, err = run_cli("export", "--component", "vae_decoder", "--dtype", "fp16", "--out", tmp_path / "v")
+    code, _, err = run_cli("export", "--model", "tiny-random", "--component", "vae_decoder", "--dtype", "fp16", "--out", tmp_path / "v")
     assert code != 0 and "--vae-dtype" in err

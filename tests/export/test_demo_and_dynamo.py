@@ -23,7 +23,7 @@ from ..helpers import gated_tiny_unet, tiny_spec
 
 def test_demo_stage_exports_and_proves_parity(tmp_path):
     """Also the one export with the onnxslim pass on (the library default): parity holds on the slimmed graph."""
-    state = DemoState(out_dir=tmp_path, pipe=tiny_sdxl_pipeline(0))
+    state = DemoState(out_dir=tmp_path, model="tiny-random", pipe=tiny_sdxl_pipeline(0))
     assert demo_stage(state) == ["skipped: the tiny UNet has no gates (the gates stage did not run)"]
     install_gates(state.pipe.unet, GateConfig())
     lines = demo_stage(state)

@@ -19,7 +19,7 @@ def _leftovers(folder):
 
 @pytest.mark.filterwarnings("ignore:Setting 'keep_initializers_as_inputs")
 def test_failed_export_leaves_nothing_and_keeps_previous(tmp_path):
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     spec = tiny_spec(unet, gate_outputs=False)
     out = tmp_path / "export"
     out.mkdir()
@@ -32,7 +32,7 @@ def test_failed_export_leaves_nothing_and_keeps_previous(tmp_path):
 
 
 def test_dtype_mismatch_is_refused(tmp_path):
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     with pytest.raises(BadInputError, match="cast_unet"):
         export_unet(unet, tmp_path / "x", tiny_spec(unet, dtype="fp16", gate_outputs=False), progress=False)
     unet.half()

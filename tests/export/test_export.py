@@ -76,7 +76,7 @@ def test_gate_agreement_per_site(gated_unet, gated_report):
 
 
 def test_open_gate_export_equals_stock_unet(open_export):
-    stock = build_unet("tiny", seed=0)  # diffusers' own processors, no gates installed
+    stock = build_unet("tiny-random", seed=0)  # diffusers' own processors, no gates installed
     spec = open_export.spec
     with EagerRunner(stock, spec) as eager, OrtRunner(open_export.out_dir) as ort:
         for batch, height, width in SHAPES:

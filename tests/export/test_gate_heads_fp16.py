@@ -76,7 +76,7 @@ def test_fp16_heads_need_an_fp16_export_and_gates(tmp_path):
     with pytest.raises(BadInputError, match="gate heads"):
         cast_unet(unet, "fp16", gate_heads="bf16")
     with pytest.raises(BadInputError, match="needs gates"):
-        export_model(ExportRequest(out=tmp_path / "x", open_gates=True, dtype="fp16", gate_heads="fp16"), progress=False)
+        export_model(ExportRequest(model="tiny-random", out=tmp_path / "x", open_gates=True, dtype="fp16", gate_heads="fp16"), progress=False)
     assert not (tmp_path / "x").exists()
     half = cast_unet(gated_tiny_unet(seed=1), "fp16")  # fp32 heads, exported as if fp16 heads: refused
     with pytest.raises(BadInputError, match="gate_heads='fp16'"):

@@ -28,7 +28,7 @@ def _state(unet):
 
 def test_round_trip_is_bit_exact(gated, tmp_path):
     path = save_gates(gated, tmp_path / "g.safetensors")
-    fresh = build_unet("tiny", seed=0)
+    fresh = build_unet("tiny-random", seed=0)
     meta = load_gates(fresh, path)  # installs the checkpoint's config itself
     assert meta["config"]["stage"] == "all"
     a, b = _state(gated), _state(fresh)
@@ -51,7 +51,7 @@ def _tiny_variant(**changes):
     from maskattn_trt.models.tiny import UNET_PRESETS
 
     torch.manual_seed(0)
-    return UNet2DConditionModel(**{**UNET_PRESETS["tiny"], **changes}).eval()
+    return UNet2DConditionModel(**{**UNET_PRESETS["tiny-random"], **changes}).eval()
 
 
 def test_checkpoint_for_another_unet_is_refused(gated, tmp_path):
@@ -67,7 +67,7 @@ def test_checkpoint_for_another_unet_is_refused(gated, tmp_path):
 
 def test_checkpoint_for_another_config_is_refused(gated, tmp_path):
     path = save_gates(gated, tmp_path / "g.safetensors")
-    other = build_unet("tiny", seed=0)
+    other = build_unet("tiny-random", seed=0)
     install_gates(other, GateConfig(stage="all", threshold=0.6))
     with pytest.raises(CheckpointError, match="threshold"):
         load_gates(other, path)
@@ -80,22 +80,22 @@ def test_corrupted_checkpoints_are_refused(gated, tmp_path):
     flipped = tmp_path / "flipped.safetensors"
     flipped.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupted"):
-        load_gates(build_unet("tiny"), flipped)
+        load_gates(build_unet("tiny-random"), flipped)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
-        load_gates(build_unet("tiny"), truncated)
+        load_gates(build_unet("tiny-random"), truncated)
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_gates(build_unet("tiny"), tmp_path / "missing.safetensors")
+        load_gates(build_unet("tiny-random"), tmp_path / "missing.safetensors")
 
 
 @pytest.mark.parametrize("share", [True, False])
 def test_official_checkpoint_loads_and_reproduces_outputs(tmp_path, share):
-    source = build_unet("tiny", seed=0)
+    source = build_unet("tiny-random", seed=0)
     install_gates(source, GateConfig(stage="all", share_heads=share))
     randomize_gates(source, seed=5)
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt")
-    target = build_unet("tiny", seed=0)
+    target = build_unet("tiny-random", seed=0)
     load_official_gates(target, path)
     feed = UNetIOSpec.for_unet(target).dummy_inputs(2, 16, 16, seed=2)
     with torch.no_grad():
@@ -110,18 +110,18 @@ def test_official_checkpoint_is_never_unpickled_unsafely(tmp_path):
     path = tmp_path / "gate_final.pt"
     path.write_bytes(pickle.dumps({"format": "maskattn-sdxl-gates-v1", "x": Evil()}))
     with pytest.raises(CheckpointError, match="weights-only"):
-        load_official_gates(build_unet("tiny"), path)
+        load_official_gates(build_unet("tiny-random"), path)
 
 
 def test_official_checkpoint_for_another_unet_is_refused(tmp_path):
-    source = build_unet("tiny", seed=0)
+    source = build_unet("tiny-random", seed=0)
     install_gates(source, GateConfig(stage="all"))
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
     payload = torch.load(path, weights_only=True)
     payload["selected_layers"] = payload["selected_layers"][:3]
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="another UNet"):
-        load_official_gates(build_unet("tiny"), path)
+        load_official_gates(build_unet("tiny-random"), path)
 
 
 def test_convert_official_to_safetensors_on_a_meta_sdxl(tmp_path):

@@ -116,7 +116,7 @@ def test_c_a_mask_that_keeps_every_token_changes_nothing_and_an_empty_one_is_ref
 
 
 def test_c_encoder_attention_mask_through_the_unet():
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     install_gates(unet, GateConfig(stage="all"))
     randomize_gates(unet, seed=1, logit_bias=0.5)  # most tokens open: padding would be too
     feed = UNetIOSpec.for_unet(unet).dummy_inputs(2, 16, 16, seed=3)
@@ -152,11 +152,11 @@ def test_d_threshold_0_opens_every_token_and_1_keeps_only_the_arg_max():
 
 
 def test_d_official_checkpoint_with_threshold_1_converts(tmp_path):
-    source = build_unet("tiny", seed=0)
+    source = build_unet("tiny-random", seed=0)
     install_gates(source, GateConfig(stage="mid", threshold=1.0))
     randomize_gates(source, seed=2)
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
-    target = build_unet("tiny", seed=0)
+    target = build_unet("tiny-random", seed=0)
     assert load_official_gates(target, path).config.threshold == 1.0
     feed = UNetIOSpec.for_unet(target).dummy_inputs(1, 16, 16, seed=5)
     with torch.no_grad():
@@ -170,7 +170,7 @@ def test_d_exported_graph_with_threshold_0_or_1_is_finite_and_matches_eager(tmp_
     from maskattn_trt.export import export_unet
     from maskattn_trt.spec import INPUT_NAMES
 
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     install_gates(unet, GateConfig(threshold=tau))
     randomize_gates(unet, seed=4)
     spec = UNetIOSpec.for_unet(unet).with_gate_outputs(list(unet._maskattn_installation.sites))

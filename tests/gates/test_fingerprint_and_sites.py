@@ -92,24 +92,24 @@ def test_checkpoints_with_the_v1_config_fingerprint_still_load(tmp_path):
     load_gates(_published_sdxl_on_meta(), path)  # None vs False: the same network
     load_gates(build_unet("sdxl", device="meta"), path)
     # ... but a v1 fingerprint of another architecture is still refused
-    tiny = build_unet("tiny")
+    tiny = build_unet("tiny-random")
     install_gates(tiny, GateConfig())
     tiny_path = save_gates(tiny, tmp_path / "tiny.safetensors")
     _rewrite_fingerprint(tiny_path, v1)
     with pytest.raises(CheckpointError, match="another UNet architecture"):
-        load_gates(build_unet("tiny"), tiny_path)
+        load_gates(build_unet("tiny-random"), tiny_path)
     assert not fingerprint_matches(tiny, None) and not fingerprint_matches(tiny, "")
 
 
 @pytest.mark.parametrize("share", [True, False])
 def test_official_stage_all_checkpoint_imports_with_its_name_sorted_layer_list(tmp_path, share):
-    source = build_unet("tiny", seed=0)
+    source = build_unet("tiny-random", seed=0)
     inst = install_gates(source, GateConfig(stage="all", share_heads=share))
     randomize_gates(source, seed=6)
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
     listed = [s.removesuffix(".processor") for s in torch.load(path, weights_only=True)["selected_layers"]]
     assert listed != list(inst.sites) and sorted(listed) == sorted(inst.sites)  # mid_block before up_blocks
-    target = build_unet("tiny", seed=0)
+    target = build_unet("tiny-random", seed=0)
     load_official_gates(target, path)
     feed = UNetIOSpec.for_unet(target).dummy_inputs(2, 16, 16, seed=4)
     with torch.no_grad():
@@ -117,7 +117,7 @@ def test_official_stage_all_checkpoint_imports_with_its_name_sorted_layer_list(t
 
 
 def test_site_mismatches_name_the_missing_and_extra_sites(tmp_path):
-    source = build_unet("tiny", seed=0)
+    source = build_unet("tiny-random", seed=0)
     install_gates(source, GateConfig(stage="all"))
     path = official_checkpoint_file(source, tmp_path / "gate_final.pt", with_optimizer=False)
     payload = torch.load(path, weights_only=True)
@@ -126,7 +126,7 @@ def test_site_mismatches_name_the_missing_and_extra_sites(tmp_path):
                                                                    ".processor"]
     torch.save(payload, path)
     with pytest.raises(CheckpointError) as err:
-        load_official_gates(build_unet("tiny"), path)
+        load_official_gates(build_unet("tiny-random"), path)
     message = str(err.value)
     assert "2 site(s) this UNet gates are missing" in message
     assert all(d.removesuffix(".processor") in message for d in dropped)
@@ -138,11 +138,11 @@ def test_site_mismatches_name_the_missing_and_extra_sites(tmp_path):
     tensors = load_file(str(ours))
     meta["sites"] = list(reversed(meta["sites"]))  # order alone does not matter
     save_file(tensors, str(ours), metadata={"maskattn": json.dumps(meta, sort_keys=True)})
-    load_gates(build_unet("tiny"), ours)
+    load_gates(build_unet("tiny-random"), ours)
     gone, meta["sites"] = meta["sites"][0], meta["sites"][1:]
     save_file(tensors, str(ours), metadata={"maskattn": json.dumps(meta, sort_keys=True)})
     with pytest.raises(CheckpointError, match="1 site\\(s\\) this UNet gates are missing from the checkpoint") as err:
-        load_gates(build_unet("tiny"), ours)
+        load_gates(build_unet("tiny-random"), ours)
     assert gone in str(err.value)
 
 
@@ -163,21 +163,21 @@ def test_exports_recorded_with_v1_hashes_still_match_their_gates(tmp_path, tiny_
     from maskattn_trt.parity import reference_unet
     from maskattn_trt.sampling.backends import _refuse_other_gates, check_fits
 
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     install_gates(unet, GateConfig())
     randomize_gates(unet, seed=8)
     ckpt = save_gates(unet, tmp_path / "g.safetensors")
     old = _v1_gates_hash(unet)
     assert old != gates_hash(unet) and old in gates_hashes(unet)
-    manifest = {"model": "tiny", "seed": 0, "gates_hash": old, "gate_checkpoint": {"path": str(ckpt)},
+    manifest = {"model": "tiny-random", "seed": 0, "gates_hash": old, "gate_checkpoint": {"path": str(ckpt)},
                 "unet_fingerprint": sha256_json({k: v for k, v in dict(unet.config).items() if not k.startswith("_")})}
     _, reference = reference_unet(manifest, None, None)  # parity: the checkpoint is the exported one
     assert old in gates_hashes(reference)
     spec = UNetIOSpec.for_unet(tiny_pipe.unet, vae_scale=tiny_pipe.vae_scale_factor)
-    check_fits(spec, tiny_pipe, reference, "old export", manifest, "tiny")  # fingerprint v1 accepted
+    check_fits(spec, tiny_pipe, reference, "old export", manifest, "tiny-random")  # fingerprint v1 accepted
     given = {"gates_hash": gates_hash(reference), "checkpoint": str(ckpt), "accepted_hashes": sorted(gates_hashes(reference))}
     _refuse_other_gates("old export", old, given)  # generate: --gates matches the old export's gates
-    other = build_unet("tiny", seed=0)
+    other = build_unet("tiny-random", seed=0)
     install_gates(other, GateConfig())
     randomize_gates(other, seed=9)
     with pytest.raises(BadInputError, match="export / build again"):

@@ -7,7 +7,7 @@ from maskattn_trt.demo.generate import demo_stage
 
 
 def test_demo_stage_via_onnxruntime(tmp_path, gated_pipe, gates_checkpoint, fp32_export):
-    state = DemoState(out_dir=tmp_path, quick=True, pipe=gated_pipe, gates_path=gates_checkpoint,
+    state = DemoState(out_dir=tmp_path, model="tiny-random", quick=True, pipe=gated_pipe, gates_path=gates_checkpoint,
                       onnx_dir=fp32_export.out_dir)
     lines = demo_stage(state)
     assert lines[0].startswith("onnxruntime: image") and "open fraction per token: <start>" in lines[-1]

@@ -19,7 +19,7 @@ def _generate(tmp_path, **kwargs):
     out = tmp_path / "out"
     kwargs.setdefault("settings", SampleSettings(steps=2, height=64, width=64))
     with pytest.raises((BadInputError, CheckpointError)) as info:
-        generate(GenerateRequest(prompts=kwargs.pop("prompts", PROMPT), out=out, progress=False, **kwargs))
+        generate(GenerateRequest(model="tiny-random", prompts=kwargs.pop("prompts", PROMPT), out=out, progress=False, **kwargs))
     assert not out.exists() or not any(out.iterdir()), "work started before the error"
     return str(info.value)
 
@@ -95,11 +95,11 @@ def test_missing_backend_artifacts(tmp_path):
 
 def test_gate_maps_need_gates(tmp_path):
     with pytest.raises(BadInputError, match="gate maps need gates: pass --gates"):
-        make_gate_maps(GateMapRequest(prompt="a cat", out=tmp_path / "g", progress=False,
+        make_gate_maps(GateMapRequest(model="tiny-random", prompt="a cat", out=tmp_path / "g", progress=False,
                                       settings=SampleSettings(steps=2, height=64, width=64)))
 
 
 def test_gate_maps_steps_at_out_of_range(tmp_path, gates_checkpoint):
     with pytest.raises(BadInputError, match=r"--steps-at \[5\] outside 0..1"):
-        make_gate_maps(GateMapRequest(prompt="a cat", out=tmp_path / "g", gates=gates_checkpoint, steps_at=(0, 5),
+        make_gate_maps(GateMapRequest(model="tiny-random", prompt="a cat", out=tmp_path / "g", gates=gates_checkpoint, steps_at=(0, 5),
                                       settings=SampleSettings(steps=2, height=64, width=64), progress=False))

@@ -33,7 +33,7 @@ def tree(fp32_export, tmp_path_factory):
     root.mkdir()
     shutil.copytree(fp32_export.out_dir, root / "unet")
     for component in ("text_encoder", "text_encoder_2", "vae_decoder"):
-        export_components(ExportRequest(out=root / component, component=component), progress=False)
+        export_components(ExportRequest(model="tiny-random", out=root / component, component=component), progress=False)
     return root
 
 
@@ -43,7 +43,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _generate(out, **kwargs):
-    request = GenerateRequest(prompts=(PromptEntry(PROMPT),), out=out, settings=SETTINGS, seed=3, progress=False,
+    request = GenerateRequest(model="tiny-random", prompts=(PromptEntry(PROMPT),), out=out, settings=SETTINGS, seed=3, progress=False,
                               **kwargs)
     report = generate(request)
     png = report.images[0]
@@ -92,15 +92,15 @@ def test_components_are_chosen_explicitly_and_missing_ones_are_refused(tree, tmp
     shutil.copytree(tree / "unet", partial / "unet")
     shutil.copytree(tree / "vae_decoder", partial / "vae_decoder")
     settings = SampleSettings(steps=1, guidance=1.0, height=64, width=64)
-    request = GenerateRequest(prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
+    request = GenerateRequest(model="tiny-random", prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
                               backend="onnxruntime", onnx=partial, components="all", progress=False)
     with pytest.raises(BadInputError, match="holds no text_encoder, text_encoder_2"):
         generate(request)
-    report = generate(GenerateRequest(prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
+    report = generate(GenerateRequest(model="tiny-random", prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
                                       backend="onnxruntime", onnx=partial, progress=False))
     assert report.components["vae_decoder"] == "onnxruntime" and report.components["text_encoder"] == "eager"
     with pytest.raises(BadInputError, match="holds the vae_decoder, not a UNet"):
-        generate(GenerateRequest(prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
+        generate(GenerateRequest(model="tiny-random", prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
                                  backend="onnxruntime", onnx=tree / "vae_decoder", progress=False))
     with pytest.raises(BadInputError, match="includes unet"):
         parse_components("text_encoder,vae_decoder")
@@ -109,16 +109,16 @@ def test_components_are_chosen_explicitly_and_missing_ones_are_refused(tree, tmp
 def test_image_sizes_outside_the_vae_export_are_refused_before_any_work(tree, tmp_path):
     settings = SampleSettings(steps=1, guidance=1.0, height=64, width=192)  # UNet allows 128 px at most too
     with pytest.raises(BadInputError, match="outside the exported range"):
-        generate(GenerateRequest(prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
+        generate(GenerateRequest(model="tiny-random", prompts=(PromptEntry(PROMPT),), out=tmp_path / "out", settings=settings,
                                  backend="onnxruntime", onnx=tree, progress=False))
     assert not list((tmp_path / "out").glob("*.png"))
 
 
 def test_cli_generate_reports_who_ran_each_component(run_cli, tree, tmp_path):
-    code, out, err = run_cli("generate", "--backend", "onnxruntime", "--onnx", tree, "--components",
+    code, out, err = run_cli("generate", "--model", "tiny-random", "--backend", "onnxruntime", "--onnx", tree, "--components",
                              "unet,vae_decoder", "--prompt", PROMPT, "--steps", "2", "--out", tmp_path, "--no-progress")
     assert code == 0, err
     assert "(onnxruntime: unet, vae_decoder; eager: text_encoder, text_encoder_2)" in out
-    code, _, err = run_cli("generate", "--backend", "onnxruntime", "--onnx", tree, "--components", "vae_decoder",
+    code, _, err = run_cli("generate", "--model", "tiny-random", "--backend", "onnxruntime", "--onnx", tree, "--components", "vae_decoder",
                            "--prompt", PROMPT, "--out", tmp_path)
     assert code != 0 and "includes unet" in err

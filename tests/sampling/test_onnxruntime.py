@@ -14,7 +14,7 @@ SETTINGS = SampleSettings(steps=4, guidance=5.0, scheduler="euler_a", height=64,
 
 
 def _run(pipe, backend, onnx=None, gates=None, record=False):
-    chosen = open_backend(pipe, pipe.unet, backend, model="tiny", onnx=onnx, gates_path=gates, gate_outputs=record)
+    chosen = open_backend(pipe, pipe.unet, backend, model="tiny-random", onnx=onnx, gates_path=gates, gate_outputs=record)
     sampler = Sampler(pipe, chosen.runner, SETTINGS)
     sampler.validate([2])
     with chosen.runner:
@@ -49,5 +49,5 @@ def test_ort_gate_maps_match_eager(both):
 def test_eager_and_ort_record_same_gate_hash(gated_pipe, gates_checkpoint, fp32_export):
     pipe = gated_pipe
     eager = open_backend(pipe, pipe.unet, "eager", gates_path=gates_checkpoint)
-    ort = open_backend(pipe, pipe.unet, "onnxruntime", model="tiny", onnx=fp32_export.out_dir)
+    ort = open_backend(pipe, pipe.unet, "onnxruntime", model="tiny-random", onnx=fp32_export.out_dir)
     assert eager.gates["gates_hash"] == ort.gates["gates_hash"]

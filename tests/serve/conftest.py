@@ -36,7 +36,7 @@ def serve_export(tmp_path_factory):
     randomize_gates(pipe.unet, seed=0)
     gates = save_gates(pipe.unet, tmp_path_factory.mktemp("serve_gates") / "gates.safetensors")
     out = tmp_path_factory.mktemp("serve_export") / "tiny"
-    export_model(ExportRequest(out=out, model="tiny", gates=gates, batch="1:4:8", slim=False), progress=False)
+    export_model(ExportRequest(out=out, model="tiny-random", gates=gates, batch="1:4:8", slim=False), progress=False)
     return out, gates
 
 
@@ -86,7 +86,7 @@ def server(serve_export):
     if not HAS_RAY:
         pytest.skip("Ray Serve is not installed (pip install -e '.[serve]')")
     onnx, gates = serve_export
-    proc = ServerProcess(["--backend", "onnxruntime", "--onnx", str(onnx), "--gates", str(gates), "--max-batch", "4",
+    proc = ServerProcess(["--model", "tiny-random", "--backend", "onnxruntime", "--onnx", str(onnx), "--gates", str(gates), "--max-batch", "4",
                           "--batch-wait-ms", "20", "--request-timeout-s", "10", "--num-cpus", "1", "--threads", "2"],
                          free_port())
     start = time.perf_counter()

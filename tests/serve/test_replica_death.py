@@ -30,7 +30,7 @@ print("killed", names[0])
 
 def test_killed_replica_fails_in_flight_request_then_recovers(serve_export):
     onnx, gates = serve_export
-    server = ServerProcess(["--backend", "onnxruntime", "--onnx", str(onnx), "--gates", str(gates),
+    server = ServerProcess(["--model", "tiny-random", "--backend", "onnxruntime", "--onnx", str(onnx), "--gates", str(gates),
                             "--request-timeout-s", "60"], free_port())
     try:
         address = re.search(r"Ray cluster (\S+)", next(line for line in server.lines if line.startswith("ready:")))

@@ -48,7 +48,7 @@ def _references(serve_export, tmp_path, requests) -> dict:
     for n, (settings, jobs) in enumerate(groups.items()):
         settings = dict(settings)
         report = generate(GenerateRequest(
-            prompts=tuple(PromptEntry(*job) for job in jobs), out=tmp_path / f"ref{n}", model="tiny",
+            prompts=tuple(PromptEntry(*job) for job in jobs), out=tmp_path / f"ref{n}", model="tiny-random",
             backend="onnxruntime", onnx=onnx, gates=gates, progress=False, threads=2,
             settings=SampleSettings(**settings)))
         for job, png in zip(jobs, report.images, strict=True):

@@ -41,10 +41,10 @@ def test_two_process_gloo_run_keeps_gate_weights_identical(tmp_path):
     assert rank0[0] == rank1[0], "gate weights differ between ranks after DDP training"
 
     # the file rank 0 wrote holds those same weights, and they moved away from the initial heads
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     load_gates(unet, tmp_path / "gates.safetensors")
     assert gates_hash(unet) == rank0[0]
-    init = build_unet("tiny", seed=0)
+    init = build_unet("tiny-random", seed=0)
     load_gates(init, tmp_path / "checkpoints" / "step-00000003" / "gates.safetensors")
     assert gates_hash(init) != rank0[0]
 

@@ -49,14 +49,14 @@ def test_fixed_batch_loss_goes_down_and_only_gate_weights_change(tmp_path):
     for name, value in after_training.items():
         assert torch.equal(value, backbone[name]), name
     assert all(torch.equal(p, text[n]) for n, p in pipe.text_encoder_2.named_parameters())
-    initial = build_unet("tiny", seed=0)
+    initial = build_unet("tiny-random", seed=0)
     torch.manual_seed(recipe.train.seed)
     from maskattn_trt.gates import install_gates
 
     install_gates(initial, recipe.gates)
     assert gates_hash(initial) != gates_hash(pipe.unet)
     # the saved file holds exactly the trained gates and loads into a fresh UNet
-    fresh = build_unet("tiny", seed=0)
+    fresh = build_unet("tiny-random", seed=0)
     load_gates(fresh, result.gates_path)
     assert gates_hash(fresh) == gates_hash(pipe.unet)
     records = read_metrics(tmp_path / "metrics.jsonl")
@@ -73,7 +73,7 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path):
     assert not part.finished and part.checkpoint.name == "step-00000004"
     resumed = train(tiny_recipe(tmp_path / "part", *common), resume=True)  # fresh objects, as a new process
     assert resumed.start_step == 4 and resumed.finished
-    a, b = build_unet("tiny", seed=0), build_unet("tiny", seed=0)
+    a, b = build_unet("tiny-random", seed=0), build_unet("tiny-random", seed=0)
     load_gates(a, full.gates_path)
     load_gates(b, resumed.gates_path)
     worst = max((x - y).abs().max().item() for x, y in zip(gate_heads(a)["mid_64x64"].parameters(),
@@ -104,7 +104,7 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp
     latest = ckpt.latest_checkpoint(tmp_path)
     state = ckpt.load_trainer_state(latest)
     assert state.step == 2 and state.position == (1, 0)  # 8 samples = 2 batches of 4: epoch 1 starts
-    unet = build_unet("tiny", seed=0)
+    unet = build_unet("tiny-random", seed=0)
     load_gates(unet, latest / ckpt.GATES_FILE)
     monkeypatch.setattr(ckpt.torch, "save", real_save)
     resumed = train(recipe, resume=True)
