@@ -9,7 +9,8 @@ import pytest
 
 from maskattn_trt.errors import ConfigError
 from maskattn_trt.models.loading import load_pipeline, vae_scale_of
-from maskattn_trt.train.base import MANIFEST_NAME, _sha256, load_base_recipe
+from maskattn_trt.train.base import MANIFEST_NAME, load_base_recipe
+from maskattn_trt.utils.io import sha256_file
 
 RECIPE = Path(__file__).resolve().parents[2] / "train" / "tiny_base.toml"
 FEW_STEPS = ["data.size=32", "data.samples=8", "vae.steps=2", "vae.batch=2", "unet.steps=2", "unet.batch=2",
@@ -26,7 +27,7 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
     assert manifest["vae"]["steps"] == 2 and manifest["unet"]["steps"] == 2
     assert manifest["recipe"]["data_size"] == 32 and manifest["data_version"]
     for name, entry in manifest["files"].items():
-        assert _sha256(model / name) == entry["sha256"], name
+        assert sha256_file(model / name) == entry["sha256"], name
     assert not list((tmp_path / "run").glob(".*partial"))
     pipe = load_pipeline(str(model))
     assert vae_scale_of(str(model)) == 4
