@@ -53,6 +53,11 @@ class DemoState:
     engine_path: Path | None = None
     extras: dict = field(default_factory=dict)
 
+    @property
+    def image_side(self) -> int:
+        """Pixels of the demo's square images: a 32x32 latent (128 px on tiny, 64 on tiny-random)."""
+        return 32 * self.pipe.vae_scale_factor
+
 
 def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, only: tuple[str, ...] = (), echo=print,
              force: bool = False) -> DemoState:

@@ -9,7 +9,7 @@ from ..sampling.sampler import SampleSettings
 def demo_stage(state) -> list[str]:
     if state.gates_path is None:
         return ["skipped: no gates (the gates and train stages did not run)"]
-    size = 32 * state.pipe.vae_scale_factor
+    size = state.image_side
     count = 8 if state.quick else 24
     request = EvaluateRequest(
         out=state.out_dir / "evaluate", prompts="heldout", count=count, model=state.model,

@@ -44,7 +44,7 @@ def _backend(state, gate_outputs: bool):
 def demo_stage(state) -> list[str]:
     if state.gates_path is None:
         return ["skipped: no gate checkpoint (the gates stage did not run)"]
-    size = 32 * state.pipe.vae_scale_factor
+    size = state.image_side
     scene = demo_scene(size)
     prompt = scene.caption
     settings = SampleSettings(steps=10 if state.quick else 20, guidance=5.0, scheduler="euler", height=size, width=size)

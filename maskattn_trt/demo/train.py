@@ -34,7 +34,7 @@ def demo_stage(state) -> list[str]:
         remove_gates(pipe.unet)
     steps = 12 if state.quick else 30
     recipe = demo_recipe(state.out_dir / "train", steps, installed.config if installed else None,
-                         resolution=32 * state.pipe.vae_scale_factor)  # 32x32 latents
+                         resolution=state.image_side)
     result = train(recipe, pipe=pipe, force=True)  # the demo's own subfolder: a new run each time
     if state.gates_path is None:  # the gates stage did not run: the later stages use what this run trained
         state.pipe, state.gates_path = pipe, result.gates_path
