@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from ..errors import ConfigError
+from ..models.loading import load_pipeline
 from ..models.tiny import UNET_PRESETS, tiny_sdxl_pipeline
 from ..spec import time_ids
 from ..utils.io import sha256_file, write_json_atomic
@@ -202,13 +203,14 @@ def train_vae(vae: AutoencoderKL, images: torch.Tensor, recipe: BaseRecipe, cloc
 
 
 @torch.no_grad()
-def encode_latents(vae: AutoencoderKL, images: torch.Tensor, batch: int = 128) -> torch.Tensor:
-    """Posterior means of every image, scaled so they have unit std; sets the VAE's ``scaling_factor``."""
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, batch: int = 128, rescale: bool = True) -> torch.Tensor:
+    """Posterior means of every image, scaled by the VAE's ``scaling_factor``; with ``rescale`` the factor is
+    first set from the data (1 / std, so the latents have unit std)."""
     latents = torch.cat([vae.encode(_pixels(images[i:i + batch])).latent_dist.mean
                          for i in range(0, len(images), batch)])
-    scale = float(1.0 / latents.std())
-    vae.register_to_config(scaling_factor=scale)
-    return latents * scale
+    if rescale:
+        vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    return latents * vae.config.scaling_factor
 
 
 @torch.no_grad()
@@ -320,26 +322,59 @@ def save_model(pipe, out: Path, record: dict) -> Path:
     return final
 
 
-def train_base(recipe: BaseRecipe, out: Path, log=print) -> Path:
-    """The whole run: data, VAE, latents, text embeddings, UNet; returns the saved model folder."""
+def read_init(init: Path, recipe: BaseRecipe) -> dict:
+    """The manifest of the base run ``init`` continues from; its data must be the recipe's data."""
+    manifest = init / MANIFEST_NAME
+    if not manifest.is_file():
+        raise ConfigError(f"--init {init}: expected a train-base model folder with {MANIFEST_NAME}; not found "
+                          f"(pass <run>/model of an earlier train-base run)")
+    previous = json.loads(manifest.read_text(encoding="utf-8"))
+    theirs = previous.get("recipe", {})
+    for key in ("data_size", "data_samples", "data_seed", "unet_channels", "unet_heads", "vae_channels"):
+        mine, found = getattr(recipe, key), theirs.get(key)
+        if (tuple(found) if isinstance(found, list) else found) != mine:
+            raise ConfigError(f"--init {init}: its recipe has {key.replace('_', '.', 1)}={theirs.get(key)!r}, "
+                              f"this recipe {mine!r}; a continued run must train the same model on the same data")
+    if previous.get("data_version") != DATA_VERSION:
+        raise ConfigError(f"--init {init}: trained on data {previous.get('data_version')!r}, this version renders "
+                          f"{DATA_VERSION!r}; train from scratch instead")
+    return {key: value for key, value in previous.items() if key != "files"}
+
+
+def train_base(recipe: BaseRecipe, out: Path, log=print, init: Path | None = None) -> Path:
+    """The whole run: data, VAE, latents, text embeddings, UNet; returns the saved model folder.
+
+    ``init``: the model folder of an earlier run with the same model and data; its VAE and text encoders are
+    kept and its (EMA) UNet is trained further for ``unet.steps`` steps (a fresh optimizer, warm-up and cosine
+    schedule); the manifest records the earlier run and the total UNet steps."""
     torch.set_num_threads(recipe.train_threads)
     torch.set_flush_denormal(True)
     clock = _Clock(recipe.train_max_minutes)
     started = time.perf_counter()
+    previous = read_init(init, recipe) if init is not None else None
     log(f"rendering {recipe.data_samples} training scenes at {recipe.data_size} px")
     images, captions = render_data(recipe)
-    pipe = tiny_sdxl_pipeline(recipe.train_seed)
-    added = add_shape_tokens(pipe, recipe.train_seed)
-    vae = build_vae(recipe, recipe.train_seed + 3)
-    vae_record = train_vae(vae, images, recipe, clock, log)
-    collapse_posterior(vae)
-    latents = encode_latents(vae, images)
+    if previous is None:
+        pipe = tiny_sdxl_pipeline(recipe.train_seed)
+        added = add_shape_tokens(pipe, recipe.train_seed)
+        vae = build_vae(recipe, recipe.train_seed + 3)
+        vae_record = train_vae(vae, images, recipe, clock, log)
+        collapse_posterior(vae)
+        latents = encode_latents(vae, images)
+        unet = build_unet(recipe, recipe.train_seed + 7)
+    else:
+        pipe = load_pipeline(str(init))
+        added, vae, vae_record = previous.get("added_tokens", []), pipe.vae, previous["vae"]
+        latents = encode_latents(vae, images, rescale=False)
+        unet = pipe.unet.train().requires_grad_(True)
+        log(f"continuing the UNet of {init} ({previous['unet']['steps']} steps so far)")
     log(f"latents {tuple(latents.shape)}, scaling factor {vae.config.scaling_factor:.4f}")
     text = encode_captions(pipe, captions)
     log(f"{len(text[0])} distinct captions encoded")
-    unet = build_unet(recipe, recipe.train_seed + 7)
     ema = copy.deepcopy(unet).requires_grad_(False)
     unet_record = train_unet(unet, ema, pipe, latents, text, recipe, clock, log)
+    if previous is not None:
+        unet_record["total_steps"] = previous["unet"].get("total_steps", previous["unet"]["steps"]) + unet_record["steps"]
     pipe.register_modules(vae=vae.eval().requires_grad_(False), unet=ema.eval())
     record = {
         "format": "maskattn-trt-base-1", "data_version": DATA_VERSION, "recipe": asdict(recipe),
@@ -349,6 +384,8 @@ def train_base(recipe: BaseRecipe, out: Path, log=print) -> Path:
                                             ("text_encoder_2", pipe.text_encoder_2))},
         "seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__,
     }
+    if previous is not None:
+        record["continued_from"] = previous
     path = save_model(pipe, out, record)
     log(f"model written to {path} ({json.loads((path / MANIFEST_NAME).read_text())['total_bytes'] / 2**20:.1f} MiB)")
     return path

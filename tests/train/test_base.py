@@ -17,10 +17,13 @@ FEW_STEPS = ["data.size=32", "data.samples=8", "vae.steps=2", "vae.batch=2", "un
              "unet.warmup=1", "train.threads=1"]
 
 
+def _train_base(*args, steps=FEW_STEPS):
+    return subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "train-base", "--recipe", str(RECIPE), *args,
+                           *[a for s in steps for a in ("--set", s)]], capture_output=True, text=True, timeout=300)
+
+
 def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "train-base", "--recipe", str(RECIPE),
-                           "--out", str(tmp_path / "run"), *[a for s in FEW_STEPS for a in ("--set", s)]],
-                          capture_output=True, text=True, timeout=300)
+    proc = _train_base("--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = tmp_path / "run" / "model"
     manifest = json.loads((model / MANIFEST_NAME).read_text())
@@ -41,6 +44,25 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
     proc = subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "train-base", "--out", str(stranger)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--force" in proc.stderr and (stranger / "notes.txt").exists()
+
+    # --init continues the UNet: VAE and text encoder weights kept byte for byte, steps added up, the first run recorded
+    proc = _train_base("--init", str(model), "--out", str(tmp_path / "run2"), steps=[*FEW_STEPS, "unet.steps=3"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    second = json.loads((tmp_path / "run2" / "model" / MANIFEST_NAME).read_text())
+    assert second["unet"]["steps"] == 3 and second["unet"]["total_steps"] == 5
+    assert second["continued_from"]["unet"]["steps"] == 2 and "files" not in second["continued_from"]
+    for name, entry in manifest["files"].items():
+        if name.endswith(".safetensors") and not name.startswith("unet/"):
+            assert second["files"][name]["sha256"] == entry["sha256"], name
+    assert second["files"]["unet/diffusion_pytorch_model.safetensors"] != manifest["files"][
+        "unet/diffusion_pytorch_model.safetensors"]
+    # a continued run must keep the model and the data; writing over the --init model is refused
+    proc = _train_base("--init", str(model), "--out", str(tmp_path / "run3"), steps=[*FEW_STEPS, "data.samples=16"])
+    assert proc.returncode != 0 and "data.samples=8" in proc.stderr and not (tmp_path / "run3" / "model").exists()
+    proc = _train_base("--init", str(model), "--out", str(tmp_path / "run"), "--force")
+    assert proc.returncode != 0 and "new folder" in proc.stderr and sha256_file(
+        model / "unet" / "diffusion_pytorch_model.safetensors") == manifest["files"][
+        "unet/diffusion_pytorch_model.safetensors"]["sha256"]
 
 
 def test_unknown_key_and_wrong_type_are_named():
