@@ -15,16 +15,17 @@ COUNT=${COUNT:-200}
 STEPS=${STEPS:-20}
 
 declare -A VARIANTS=(
-  [mid]=""                                                    # the recipe as shipped: mid stage, 1500 steps
-  [mid_long]="--set train.steps=3000"                         # twice as long
+  [mid]=""                                                    # the recipe as shipped: mid stage, 600 steps
+  [mid_long]="--set train.steps=1200"                         # twice as long (1200 steps)
   [all]="--set gates.stage=all"                               # every cross-attention layer gated
   [high]="--set gates.stage=high"                             # the highest-resolution stage
   [renorm]="--set gates.training_form=renormalized"           # the renormalized training form
   [nosnr]="--set train.min_snr_gamma=0.0"                     # plain MSE instead of min-SNR weights
   [open_init]="--set train.init_logit_bias=4.0"               # heads start open (sigmoid(4) = 0.98)
+  [tau07]="--set gates.threshold=0.7"                         # a stricter gate: open only where p > 0.7
 )
 NAMES=("$@")
-[ ${#NAMES[@]} -eq 0 ] && NAMES=(mid open_init mid_long all high renorm nosnr)
+[ ${#NAMES[@]} -eq 0 ] && NAMES=(mid open_init mid_long all high renorm nosnr tau07)
 
 for name in "${NAMES[@]}"; do
   extra=${VARIANTS[$name]?unknown variant $name}

@@ -40,8 +40,8 @@ def sampling_options(func=None, *, out: bool = True):
         click.option("--scheduler", default="euler", show_default=True,
                      help=f"One of {', '.join(SCHEDULERS)}."),
         click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (prompt i gets seed + i)."),
-        click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default: tiny 128, tiny-random 64, SDXL 1024)."),
-        click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default: tiny 128, tiny-random 64, SDXL 1024)."),
+        click.option("--height", type=POSITIVE, default=None, help="Image height in pixels (default: the model's own: UNet sample size x VAE scale; tiny 128, tiny-random 64, SDXL 1024)."),
+        click.option("--width", type=POSITIVE, default=None, help="Image width in pixels (default: the model's own: UNet sample size x VAE scale; tiny 128, tiny-random 64, SDXL 1024)."),
         *([click.option("--out", type=click.Path(file_okay=False), default="out/generate", show_default=True,
                         help="Output folder (created at the first image; existing images are never replaced).")]
           if out else []),

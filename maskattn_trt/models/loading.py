@@ -190,9 +190,21 @@ def load_model(model: str, unet_weights: bool = True):
 
 
 def default_side(model: str) -> int:
-    """The image side in pixels a model draws when none is asked: 128 for ``tiny`` (trained at 128 px), 64 for
-    ``tiny-random``, 1024 for SDXL and any folder."""
-    return {"tiny": 128, RANDOM_TINY: 64}.get(model, 1024)
+    """The image side in pixels a model draws when none is asked, diffusers' rule: the UNet's ``sample_size`` x
+    the VAE's scale (read from the folder: 128 for ``tiny``, 1024 for SDXL, 128 for a ``train-base`` run at 128 px);
+    64 for ``tiny-random``; 1024 when a folder has no readable UNet config."""
+    if model == RANDOM_TINY:
+        return 64
+    path = (shipped_model_dir(model) if model in SHIPPED else Path(model).expanduser()) / "unet" / "config.json"
+    try:
+        sample_size = json.loads(path.read_text()).get("sample_size")
+    except (OSError, json.JSONDecodeError):
+        return 1024
+    if isinstance(sample_size, (list, tuple)):
+        sample_size = min(sample_size)
+    if not isinstance(sample_size, int) or isinstance(sample_size, bool) or sample_size <= 0:
+        return 1024
+    return sample_size * vae_scale_of(model)
 
 
 def vae_scale_of(model: str) -> int:

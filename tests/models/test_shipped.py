@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,6 +69,14 @@ def test_tiny_is_the_trained_model_and_tiny_random_the_random_one():
     unet = load_unet("tiny")
     assert torch.equal(unet.conv_in.weight, pipe.unet.conv_in.weight)
     assert not torch.equal(unet.conv_in.weight, load_unet("tiny-random").conv_in.weight)
+
+
+def test_a_folder_draws_at_its_own_size_by_default(tmp_path):
+    """diffusers' rule (UNet sample_size x VAE scale): SDXL's config gives 1024; no config falls back to 1024."""
+    (tmp_path / "unet").mkdir()
+    shutil.copy(Path(__file__).parents[1] / "data" / "sdxl_base_unet_config.json", tmp_path / "unet" / "config.json")
+    assert default_side(str(tmp_path)) == 1024
+    assert default_side(str(tmp_path / "missing")) == 1024
 
 
 def test_default_gates_follow_the_model_and_the_backend(tmp_path):

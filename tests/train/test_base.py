@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from maskattn_trt.errors import ConfigError
-from maskattn_trt.models.loading import load_pipeline, vae_scale_of
+from maskattn_trt.models.loading import default_side, load_pipeline, vae_scale_of
 from maskattn_trt.train.base import MANIFEST_NAME, load_base_recipe
 from maskattn_trt.utils.io import sha256_file
 
@@ -33,7 +33,7 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
         assert sha256_file(model / name) == entry["sha256"], name
     assert not list((tmp_path / "run").glob(".*partial"))
     pipe = load_pipeline(str(model))
-    assert vae_scale_of(str(model)) == 4
+    assert vae_scale_of(str(model)) == 4 and default_side(str(model)) == 32  # draws at the size it learned
     assert pipe.tokenizer.tokenize("a red circle above a blue star") == ["a</w>", "red</w>", "circle", "above</w>",
                                                                            "a</w>", "blue</w>", "star"]
     assert pipe.unet.config.sample_size == 8
