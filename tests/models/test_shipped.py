@@ -91,7 +91,8 @@ def test_default_gates_follow_the_model_and_the_backend(tmp_path):
 
 
 def test_the_shipped_model_draws_single_objects_the_checker_recognises():
-    """A regression guard for the shipped weights: 6 one-object prompts, 20 steps, gated, eager."""
+    """A regression guard for the shipped weights: 6 one-object prompts, 20 steps, gated, eager (6 of 6 found
+    when the weights shipped; one miss allowed for numerics of other CPUs)."""
     from maskattn_trt.sampling.backends import open_backend
     from maskattn_trt.sampling.sampler import Sampler, SampleSettings
 
@@ -103,4 +104,4 @@ def test_the_shipped_model_draws_single_objects_the_checker_recognises():
         result = sampler.denoise([sampler.encoder(s.caption) for s in scenes], list(range(len(scenes))))
         images = sampler.decode(result.latents)
     found = [check(image, scene).objects[0].found for image, scene in zip(images, scenes, strict=True)]
-    assert sum(found) >= 4, [(s.caption, f) for s, f in zip(scenes, found, strict=True)]
+    assert sum(found) >= 5, [(s.caption, f) for s, f in zip(scenes, found, strict=True)]
