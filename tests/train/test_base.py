@@ -22,7 +22,17 @@ def _train_base(*args, steps=FEW_STEPS):
                            *[a for s in steps for a in ("--set", s)]], capture_output=True, text=True, timeout=300)
 
 
-def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_path):
+def _refused(capsys, *args) -> str:
+    """Run train-base in-process (a refusal never trains: no need for a fresh interpreter); its stderr."""
+    from maskattn_trt.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-base", *args])
+    assert exit_info.value.code != 0
+    return capsys.readouterr().err
+
+
+def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_path, capsys):
     proc = _train_base("--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     model = tmp_path / "run" / "model"
@@ -41,9 +51,7 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
-    proc = subprocess.run([sys.executable, "-m", "maskattn_trt.cli", "train-base", "--out", str(stranger)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "--force" in proc.stderr and (stranger / "notes.txt").exists()
+    assert "--force" in _refused(capsys, "--out", str(stranger)) and (stranger / "notes.txt").exists()
 
     # --init continues the UNet: VAE and text encoder weights kept byte for byte, steps added up, the first run recorded
     proc = _train_base("--init", str(model), "--out", str(tmp_path / "run2"), steps=[*FEW_STEPS, "unet.steps=3"])
@@ -57,10 +65,10 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
     assert second["files"]["unet/diffusion_pytorch_model.safetensors"] != manifest["files"][
         "unet/diffusion_pytorch_model.safetensors"]
     # a continued run must keep the model and the data; writing over the --init model is refused
-    proc = _train_base("--init", str(model), "--out", str(tmp_path / "run3"), steps=[*FEW_STEPS, "data.samples=16"])
-    assert proc.returncode != 0 and "data.samples=8" in proc.stderr and not (tmp_path / "run3" / "model").exists()
-    proc = _train_base("--init", str(model), "--out", str(tmp_path / "run"), "--force")
-    assert proc.returncode != 0 and "new folder" in proc.stderr and sha256_file(
+    err = _refused(capsys, "--recipe", str(RECIPE), "--init", str(model), "--out", str(tmp_path / "run3"))
+    assert "data.size=32, this recipe 128" in err and not (tmp_path / "run3").exists()  # recipe default: 128 px
+    err = _refused(capsys, "--init", str(model), "--out", str(tmp_path / "run"), "--force")
+    assert "new folder" in err and sha256_file(
         model / "unet" / "diffusion_pytorch_model.safetensors") == manifest["files"][
         "unet/diffusion_pytorch_model.safetensors"]["sha256"]
 
