@@ -52,11 +52,14 @@ def check_sdxl_folder(path: Path) -> None:
         raise ModelLoadError(f"{path} has no unet/config.json; the SDXL folder is incomplete")
 
 
+def _unchecked_folder(model: str) -> Path:
+    return shipped_model_dir(model) if model in SHIPPED else Path(model).expanduser()
+
+
 def _folder(model: str) -> Path:
-    if model in SHIPPED:
-        return shipped_model_dir(model)
-    path = Path(model).expanduser()
-    check_sdxl_folder(path)
+    path = _unchecked_folder(model)
+    if model not in SHIPPED:
+        check_sdxl_folder(path)
     return path
 
 
@@ -195,7 +198,7 @@ def default_side(model: str) -> int:
     64 for ``tiny-random``; 1024 when a folder has no readable UNet config."""
     if model == RANDOM_TINY:
         return 64
-    path = (shipped_model_dir(model) if model in SHIPPED else Path(model).expanduser()) / "unet" / "config.json"
+    path = _unchecked_folder(model) / "unet" / "config.json"
     try:
         sample_size = json.loads(path.read_text()).get("sample_size")
     except (OSError, json.JSONDecodeError):
@@ -212,7 +215,7 @@ def vae_scale_of(model: str) -> int:
     folder's VAE config)."""
     if model == RANDOM_TINY:
         return TINY_VAE_SCALE
-    path = (shipped_model_dir(model) if model in SHIPPED else Path(model).expanduser()) / "vae" / "config.json"
+    path = _unchecked_folder(model) / "vae" / "config.json"
     if path.is_file():
         try:
             blocks = json.loads(path.read_text()).get("block_out_channels", [0, 0, 0, 0])

@@ -328,7 +328,11 @@ def read_init(init: Path, recipe: BaseRecipe) -> dict:
     if not manifest.is_file():
         raise ConfigError(f"--init {init}: expected a train-base model folder with {MANIFEST_NAME}; not found "
                           f"(pass <run>/model of an earlier train-base run)")
-    previous = json.loads(manifest.read_text(encoding="utf-8"))
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--init {init}: cannot read {MANIFEST_NAME} ({exc}); pass an intact train-base model "
+                          f"folder") from exc
     theirs = previous.get("recipe", {})
     for key in ("data_size", "data_samples", "data_seed", "unet_channels", "unet_heads", "vae_channels"):
         mine, found = getattr(recipe, key), theirs.get(key)
