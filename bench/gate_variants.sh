@@ -23,9 +23,13 @@ declare -A VARIANTS=(
   [nosnr]="--set train.min_snr_gamma=0.0"                     # plain MSE instead of min-SNR weights
   [open_init]="--set train.init_logit_bias=4.0"               # heads start open (sigmoid(4) = 0.98)
   [tau07]="--set gates.threshold=0.7"                         # a stricter gate: open only where p > 0.7
+  [mask]="--set train.mask_weight=1.0"                        # + mask supervision: colour/shape words' gates
+  [mask01]="--set train.mask_weight=0.1"                      #   learn their objects' masks (ground truth)
+  [mask_open]="--set train.mask_weight=1.0 --set train.init_logit_bias=4.0"  # same, heads start open
+  [mask_long]="--set train.mask_weight=1.0 --set train.steps=2000 --set gates.hidden_size=64"  # longer, wider
 )
 NAMES=("$@")
-[ ${#NAMES[@]} -eq 0 ] && NAMES=(mid open_init mid_long all high renorm nosnr tau07)
+[ ${#NAMES[@]} -eq 0 ] && NAMES=(mid open_init mid_long all high renorm nosnr tau07 mask mask01 mask_open mask_long)
 
 for name in "${NAMES[@]}"; do
   extra=${VARIANTS[$name]?unknown variant $name}

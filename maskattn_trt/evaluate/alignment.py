@@ -8,50 +8,15 @@ pieces), the map is thresholded (open at more than ``threshold`` of the sites x 
 (``ObjectCheck.blob.mask``): ``iou`` = |open & blob| / |open | blob|, ``inside`` = |open & blob| / |open| (0 when
 the gate is closed everywhere). Objects the checker did not find have no blob and are skipped (counted).
 
-Words are matched to the scene's objects in caption order: the first unused occurrence of an object's colour
-word and of its shape word belong to it.
+Words are matched to the scene's objects by :mod:`maskattn_trt.world.words` (caption order).
 """
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..sampling.gatemaps import GateMaps
-
-KINDS = ("colour", "shape")
-
-
-def word_spans(tokenizer, caption: str, n_tokens: int) -> list[tuple[str, list[int]]] | None:
-    """(word, token positions) for each whitespace word of ``caption`` (positions count BOS as 0), or None when
-    the word-by-word tokenization does not add up to the prompt's tokens (then nothing is attributed)."""
-    spans, position = [], 1
-    for word in caption.split():
-        pieces = tokenizer.tokenize(word)
-        clean = re.sub(r"[^a-z]", "", word.lower())
-        spans.append((clean, list(range(position, position + len(pieces)))))
-        position += len(pieces)
-    if position + 1 != n_tokens:  # + EOS
-        return None
-    return spans
-
-
-def object_words(scene, spans: list[tuple[str, list[int]]]) -> list[dict[str, tuple[str, list[int]] | None]]:
-    """Per scene object: its colour word's and shape word's (word, positions), or None where absent."""
-    used: set[int] = set()
-    out = []
-    for obj in scene.objects:
-        entry = {}
-        for kind, wanted in (("colour", obj.colour), ("shape", obj.shape)):
-            entry[kind] = None
-            for k, (word, positions) in enumerate(spans):
-                if k not in used and word == str(wanted).lower() and positions:
-                    used.add(k)
-                    entry[kind] = (word, positions)
-                    break
-        out.append(entry)
-    return out
+from ..world.words import KINDS, object_words, word_spans
 
 
 def upsample(grid: np.ndarray, size: int) -> np.ndarray:

@@ -229,3 +229,19 @@ def set_gate_recording(unet: nn.Module, record: bool = True) -> None:
 def recorded_gates(unet: nn.Module) -> dict[str, torch.Tensor]:
     """site -> last hard gate [B, N, T] for every site that recorded one."""
     return {site: proc.last_gate for site, proc in gate_processors(unet).items() if proc.last_gate is not None}
+
+
+def set_gate_logit_keeping(unet: nn.Module, keep: bool = True) -> None:
+    """Keep (or stop keeping) each site's last gate logits, with their graph, for a loss on them."""
+    for proc in gate_processors(unet).values():
+        proc.keep_logits = keep
+        proc.last_logits = None
+
+
+def kept_gate_logits(unet: nn.Module) -> dict[str, torch.Tensor]:
+    """site -> last gate logits [B, N, T] (differentiable) for every site that kept them; clears them."""
+    kept = {}
+    for site, proc in gate_processors(unet).items():
+        if proc.last_logits is not None:
+            kept[site], proc.last_logits = proc.last_logits, None
+    return kept

@@ -49,6 +49,8 @@ class MaskAttnProcessor(nn.Module):
     Attributes set at run time (not saved):
         force_open: skip the gate entirely (stock attention); used for stock-equivalent exports and tests.
         record: keep the last hard gate [B, N, T] in ``last_gate`` (for gate maps and export outputs).
+        keep_logits: keep the last gate logits [B, N, T], with their autograd graph, in ``last_logits`` (for
+            a training loss on the logits themselves: ``train.mask_weight``).
     """
 
     def __init__(self, gate_head: GateHead, config: GateConfig, site: str):
@@ -61,6 +63,8 @@ class MaskAttnProcessor(nn.Module):
         self.force_open = False
         self.record = False
         self.last_gate: Tensor | None = None
+        self.keep_logits = False
+        self.last_logits: Tensor | None = None
 
     def gate(self, features: Tensor, tokens: Tensor, valid: Tensor | None = None) -> Tensor:
         """The gate used in the forward pass: hard 0/1 values, with an STE gradient when training.
@@ -68,6 +72,8 @@ class MaskAttnProcessor(nn.Module):
         ``valid`` [B, T]: tokens an encoder attention mask keeps (None: all); the others stay closed.
         """
         logits = self.gate_head(features, tokens)
+        if self.keep_logits:
+            self.last_logits = logits
         gate = hard_gate(logits, self.threshold_logit, valid)
         if torch.is_grad_enabled() and self.gate_head.logit_bias.requires_grad:
             gate = straight_through(gate, logits, valid)

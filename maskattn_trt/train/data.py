@@ -23,6 +23,7 @@ import torch
 
 from ..errors import BackendUnavailableError, BadInputError, ConfigError
 from ..spec import time_ids
+from ..world import Scene, token_targets
 from .recipe import DataSection
 from .synthetic import write_synthetic_dataset
 
@@ -35,6 +36,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 class Record:
     image: Path
     caption: str
+    scene: dict | None = None  # the world scene drawn in the image (ground truth), where the data carries one
 
 
 class SkipCounter(Counter):
@@ -58,7 +60,16 @@ class SkipCounter(Counter):
 # ----------------------------------------------------------------------------------------------- records
 
 
-def _folder_records(root: Path, skipped: SkipCounter) -> list[Record]:
+def _scene_beside(image: Path, skipped: SkipCounter) -> dict | None:
+    path = image.with_suffix(".json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, json.JSONDecodeError) as exc:
+        skipped.skip("unreadable scene", f"{path} ({exc})")
+        return None
+
+
+def _folder_records(root: Path, skipped: SkipCounter, scenes: bool = False) -> list[Record]:
     if not root.is_dir():
         raise BadInputError(f"data.path {root} is not a folder; data.format='folder' expects images with .txt captions")
     records = []
@@ -68,7 +79,7 @@ def _folder_records(root: Path, skipped: SkipCounter) -> list[Record]:
         if not caption:
             skipped.skip("empty caption", str(text))
             continue
-        records.append(Record(image, caption))
+        records.append(Record(image, caption, _scene_beside(image, skipped) if scenes else None))
     return records
 
 
@@ -90,7 +101,8 @@ def _jsonl_records(manifest: Path, skipped: SkipCounter) -> list[Record]:
         if not caption.strip():
             skipped.skip("empty caption", f"{manifest}:{number}")
             continue
-        records.append(Record(manifest.parent / image, caption.strip()))
+        scene = row.get("scene")
+        records.append(Record(manifest.parent / image, caption.strip(), scene if isinstance(scene, dict) else None))
     return records
 
 
@@ -138,8 +150,11 @@ def noun_phrase_counter(model_name: str = "en_core_web_sm"):
     return lambda captions: [len(list(doc.noun_chunks)) for doc in nlp.pipe(captions, batch_size=256)]
 
 
-def read_records(section: DataSection, synthetic_root: Path | None = None) -> tuple[list[Record], SkipCounter]:
-    """Every usable (image, caption) record of the data section, and what was skipped while indexing."""
+def read_records(section: DataSection, synthetic_root: Path | None = None,
+                 scenes: bool = False) -> tuple[list[Record], SkipCounter]:
+    """Every usable (image, caption) record of the data section, and what was skipped while indexing.
+
+    ``scenes``: also read each folder image's scene (``NNNNN.json`` beside it; jsonl rows carry theirs)."""
     skipped = SkipCounter(section.strict)
     if section.format == "synthetic":
         if synthetic_root is None:
@@ -147,9 +162,9 @@ def read_records(section: DataSection, synthetic_root: Path | None = None) -> tu
         root = synthetic_root
         if not (root / f"{section.synthetic_samples - 1:05d}.txt").is_file():
             write_synthetic_dataset(root, section.synthetic_samples, section.resolution)
-        records = _folder_records(root, skipped)[: section.synthetic_samples]
+        records = _folder_records(root, skipped, scenes)[: section.synthetic_samples]
     elif section.format == "folder":
-        records = _folder_records(Path(section.path), skipped)
+        records = _folder_records(Path(section.path), skipped, scenes)
     elif section.format == "jsonl":
         records = _jsonl_records(Path(section.path), skipped)
     else:
@@ -199,13 +214,51 @@ def image_tensor(image) -> torch.Tensor:
     return data.view(image.size[1], image.size[0], 3).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
-class ImageCaptionDataset(torch.utils.data.Dataset):
-    """Keys are (epoch, index); a bad image yields ``{"bad": reason}`` (skipped by :func:`collate`)."""
+class SceneTargets:
+    """The mask-supervision targets of a sample (``train.mask_weight``), from its scene.
 
-    def __init__(self, records: list[Record], section: DataSection, seed: int = 0):
+    ``token_masks`` [T, side, side]: each colour / shape word's tokens carry their object's coverage of a
+    ``side`` x ``side`` grid (the latent grid), every other token ones (open); ``object_tokens`` [T] bool: which
+    tokens are colour / shape words. See :func:`maskattn_trt.world.token_targets`. Needs images drawn at the training resolution, uncropped.
+    """
+
+    def __init__(self, tokenizer, resolution: int, side: int, max_tokens: int = 77):
+        if resolution % side:
+            raise ConfigError(f"train.mask_weight: a {side}x{side} latent grid does not tile {resolution} px images")
+        self.tokenizer, self.resolution, self.side, self.max_tokens = tokenizer, resolution, side, max_tokens
+
+    def __call__(self, record: Record) -> dict[str, torch.Tensor]:
+        if record.scene is None:
+            raise BadInputError(f"{record.image} has no scene beside it (expected {record.image.with_suffix('.json').name}"
+                                " or a 'scene' key in its manifest row); train.mask_weight needs synthetic world data, "
+                                "or set train.mask_weight=0")
+        try:
+            scene = Scene.from_dict(record.scene)
+        except BadInputError as exc:
+            raise BadInputError(f"{record.image}: {exc}") from None
+        if scene.size != self.resolution or scene.caption != record.caption:
+            found = f"{scene.size} px, {scene.caption!r}"
+            raise BadInputError(f"{record.image}: its scene ({found}) does not match the sample ({self.resolution} px, "
+                                f"{record.caption!r}); train.mask_weight needs data.resolution = the scenes' size "
+                                "and their own captions")
+        try:
+            masks, object_tokens = token_targets(scene, self.tokenizer, self.side, self.max_tokens)
+        except ValueError as exc:
+            raise BadInputError(f"{record.image}: {exc}; train.mask_weight needs captions of the world's grammar") from None
+        return {"token_masks": torch.from_numpy(masks), "object_tokens": torch.from_numpy(object_tokens)}
+
+
+class ImageCaptionDataset(torch.utils.data.Dataset):
+    """Keys are (epoch, index); a bad image yields ``{"bad": reason}`` (skipped by :func:`collate`).
+
+    ``targets``: a :class:`SceneTargets` that adds each sample's mask-supervision targets."""
+
+    def __init__(self, records: list[Record], section: DataSection, seed: int = 0,
+                 targets: SceneTargets | None = None):
         self.records = records
         self.section = section
         self.seed = seed
+        self.targets = targets
 
     def __len__(self) -> int:
         return len(self.records)
@@ -226,7 +279,10 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
             return {"bad": "corrupt image", "where": str(record.image)}
         image, ids = crop_square(image, self.section.resolution, self.section.center_crop,
                                       self.section.random_flip, rng)
-        return {"pixel_values": image_tensor(image), "caption": record.caption, "time_ids": ids, "index": index}
+        item = {"pixel_values": image_tensor(image), "caption": record.caption, "time_ids": ids, "index": index}
+        if self.targets is not None:
+            item.update(self.targets(record))
+        return item
 
 
 def collate(items: list[dict]) -> dict:

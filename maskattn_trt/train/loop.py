@@ -27,10 +27,12 @@ from ..gates import (
     gate_installation,
     gate_parameters,
     install_gates,
+    kept_gate_logits,
     load_gates,
     recorded_gates,
     remove_gates,
     save_gates,
+    set_gate_logit_keeping,
     set_gate_recording,
     set_gates_open,
 )
@@ -40,9 +42,9 @@ from ..utils.io import claim_output_dir, ensure_writable_dir, write_json_atomic
 from . import checkpoint as ckpt
 from . import distributed
 from .cache import CachedDataset, ensure_cache
-from .data import EpochBatches, ImageCaptionDataset, SkipCounter, collate, read_records
+from .data import EpochBatches, ImageCaptionDataset, SceneTargets, SkipCounter, collate, read_records
 from .metrics import Callback, JsonlMetrics, ProgressBar, TensorBoard
-from .objective import GatedDenoiser, Objective, evaluation_loss
+from .objective import GatedDenoiser, Objective, evaluation_loss, gate_mask_loss
 from .recipe import OptimSection, Recipe
 
 
@@ -72,14 +74,16 @@ class TrainResult:
     skipped: dict[str, int] = field(default_factory=dict)
     checkpoint: Path | None = None
     probe_loss: tuple[float, float] = (float("nan"), float("nan"))  # fixed batch + fixed noise, start -> end
+    mask_losses: list[float] = field(default_factory=list)  # train.mask_weight > 0: the mask loss of every step
 
     @property
     def finished(self) -> bool:
         return self.end_step >= self.total_steps
 
-    def loss_start_end(self) -> tuple[float, float]:
-        k = max(1, len(self.losses) // 10)
-        return sum(self.losses[:k]) / k, sum(self.losses[-k:]) / k
+    def loss_start_end(self, losses: list[float] | None = None) -> tuple[float, float]:
+        losses = self.losses if losses is None else losses
+        k = max(1, len(losses) // 10)
+        return sum(losses[:k]) / k, sum(losses[-k:]) / k
 
     def summary(self) -> str:
         start, end = self.loss_start_end() if self.losses else (float("nan"), float("nan"))
@@ -88,9 +92,17 @@ class TrainResult:
         state = "finished" if self.finished else f"stopped at step {self.end_step}/{self.total_steps}"
         return (f"{state}: {ran} steps in {self.seconds:.1f} s on {self.world_size} process(es); "
                 f"loss {start:.4f} -> {end:.4f} (mean of first/last 10%); fixed-batch loss "
-                f"{self.probe_loss[0]:.5f} -> {self.probe_loss[1]:.5f}; mean gate open fraction {opened:.3f}; "
+                f"{self.probe_loss[0]:.5f} -> {self.probe_loss[1]:.5f}; {self._mask_summary()}"
+                f"mean gate open fraction {opened:.3f}; "
                 f"skipped samples: {', '.join(f'{v} {k}' for k, v in self.skipped.items()) or 'none'}; "
                 f"gates: {self.gates_path}")
+
+
+    def _mask_summary(self) -> str:
+        if not self.mask_losses:
+            return ""
+        start, end = self.loss_start_end(self.mask_losses)
+        return f"mask loss {start:.4f} -> {end:.4f}; "
 
 
 def prepare_pipeline(recipe: Recipe, pipe, device: torch.device):
@@ -128,12 +140,13 @@ def prepare_pipeline(recipe: Recipe, pipe, device: torch.device):
 
 def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], device):
     section = recipe.data
+    scenes = recipe.train.mask_weight > 0
     records, skipped = None, SkipCounter(section.strict)
     if ctx.is_main or not section.format == "synthetic":
-        records, skipped = read_records(section, out_dir / "synthetic")
+        records, skipped = read_records(section, out_dir / "synthetic", scenes)
     distributed.barrier(ctx)
     if records is None:
-        records, skipped = read_records(section, out_dir / "synthetic")
+        records, skipped = read_records(section, out_dir / "synthetic", scenes)
     if section.cache_dir:
         if ctx.is_main:
             ensure_cache(pipe, records, section, recipe.train.seed, device, batch_size=recipe.train.batch_size,
@@ -141,7 +154,11 @@ def _data(recipe: Recipe, pipe, ctx, out_dir: Path, position: tuple[int, int], d
         distributed.barrier(ctx)
         dataset = CachedDataset(section.cache_dir)
     else:
-        dataset = ImageCaptionDataset(records, section, recipe.train.seed)
+        targets = None
+        if scenes:
+            side = section.resolution // int(getattr(pipe, "vae_scale_factor", 8))
+            targets = SceneTargets(pipe.tokenizer, section.resolution, side, pipe.tokenizer.model_max_length)
+        dataset = ImageCaptionDataset(records, section, recipe.train.seed, targets)
     global_batch = recipe.train.batch_size * ctx.world_size
     sampler = EpochBatches(len(dataset), recipe.train.batch_size, ctx.world_size, ctx.rank, recipe.train.seed,
                            start=(position[0], position[1] // global_batch))
@@ -266,8 +283,10 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
     probe_cond = objective.conditioning(pipe, probe, ctx.device) if ctx.is_main and probe["size"] else None
     denoiser = GatedDenoiser(unet)
     probe_before = evaluation_loss(objective, denoiser, probe_cond, recipe.train.seed, dtype=dtype) if probe_cond else math.nan
+    mask_weight = recipe.train.mask_weight
+    set_gate_logit_keeping(unet, mask_weight > 0)
     batches = iter(loader)
-    losses, open_fraction, last_ckpt = [], {}, None
+    losses, mask_losses, open_fraction, last_ckpt = [], [], {}, None
     clip = recipe.optim.grad_clip if recipe.optim.grad_clip > 0 else float("inf")
     end = total if stop_after is None else min(total, step + stop_after)
     committed, writing = (epoch, batch_index * global_batch), False
@@ -279,7 +298,7 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
                 group["lr"] = lr
             logged = (step + 1) % recipe.log.every == 0 or step + 1 == end
             set_gate_recording(unet, logged)
-            step_loss = 0.0
+            step_loss = step_mask_loss = 0.0
             for micro in range(accum):
                 while True:  # a batch whose every sample is bad is skipped as a whole
                     batch = next(batches)
@@ -293,7 +312,17 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
                 sync = micro == accum - 1 or not ctx.enabled
                 with contextlib.nullcontext() if sync else model.no_sync():
                     loss = objective.loss(model, cond, generator, dtype) / accum
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    total_loss = loss
+                    if mask_weight:
+                        mask_loss = gate_mask_loss(kept_gate_logits(unet), batch["token_masks"].to(ctx.device),
+                                                   batch["object_tokens"].to(ctx.device)) / accum
+                        if mask_loss.item() and not mask_loss.requires_grad:
+                            raise ConfigError("train.mask_weight: the gate logits carry no gradient (gradient "
+                                              "checkpointing recomputes them outside the graph); set "
+                                              "model.gradient_checkpointing=false")
+                        total_loss = loss + mask_weight * mask_loss
+                        step_mask_loss += mask_loss.item()
+                    (scaler.scale(total_loss) if scaler is not None else total_loss).backward()
                 step_loss += loss.item()
             if not math.isfinite(step_loss):
                 raise NonFiniteError(_non_finite(f"the training loss is {step_loss}", step + 1, lr, last_ckpt))
@@ -313,11 +342,17 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
             step += 1
             committed = (epoch, batch_index * global_batch)
             losses.append(step_loss)
+            if mask_weight:
+                mask_losses.append(step_mask_loss)
             record = {"step": step, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                       "samples_per_s": recipe.train.batch_size * accum * ctx.world_size / (time.perf_counter() - t0),
                       "logged": logged}
+            if mask_weight:
+                record["mask_loss"] = step_mask_loss
             if logged:
                 record["loss"] = distributed.mean_over_ranks(step_loss, ctx)
+                if mask_weight:
+                    record["mask_loss"] = distributed.mean_over_ranks(step_mask_loss, ctx)
                 open_fraction = {site: g.float().mean().item() for site, g in recorded_gates(unet).items()}
                 record["open_fraction"] = open_fraction
                 record["elapsed_s"] = time.perf_counter() - started
@@ -341,6 +376,8 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
         last_ckpt = _checkpoint(recipe, ctx, unet, optimizer, scaler, step, committed)
         print(f"interrupted: wrote checkpoint {last_ckpt} (step {step}); continue with --resume", file=sys.stderr)
         raise
+    finally:
+        set_gate_logit_keeping(unet, False)  # a caller's pipeline must not keep graphs alive after training
     del batches
     set_gate_recording(unet, False)
     if recipe.model.gradient_checkpointing:
@@ -357,7 +394,8 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
         gates_path = last_ckpt / ckpt.GATES_FILE
     probe_after = evaluation_loss(objective, denoiser, probe_cond, recipe.train.seed, dtype=dtype) if probe_cond else math.nan
     result = TrainResult(out_dir, gates_path, start_step, step, total, time.perf_counter() - started,
-                         ctx.world_size, losses, open_fraction, skipped_total, last_ckpt, (probe_before, probe_after))
+                         ctx.world_size, losses, open_fraction, skipped_total, last_ckpt, (probe_before, probe_after),
+                         mask_losses)
     for cb in calls:
         cb.on_end({"result": result})
     return result

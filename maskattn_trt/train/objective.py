@@ -8,7 +8,10 @@ function of (gate weights, batch, generator seed): this is what makes resuming e
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -89,6 +92,48 @@ class Objective:
             weight = weight / snr if self.prediction_type == "epsilon" else weight / (snr + 1.0)
             per_sample = per_sample * weight
         return per_sample.mean()
+
+
+def gate_mask_loss(logits: dict[str, Tensor], masks: Tensor, object_tokens: Tensor) -> Tensor:
+    """The mask-supervision loss (``train.mask_weight``): binary cross-entropy of the gate logits against the
+    targets of :func:`maskattn_trt.world.token_targets`, averaged over gated sites.
+
+    Per site: for colour / shape word tokens, the BCE averaged inside their object and outside it separately
+    and the two halves weighted equally (an object covers ~5-20 % of the image: unbalanced, "closed everywhere"
+    would be nearly optimal); averaged over those tokens; plus, for every other token, the BCE against "open
+    everywhere" averaged over positions and tokens.
+
+    ``logits``: site -> [B, N, T] from :func:`maskattn_trt.gates.kept_gate_logits`; ``masks`` [B, T', S, S] in
+    [0, 1] (T' >= T); ``object_tokens`` [B, T'] bool. A site whose grid is coarser than S x S compares with the
+    masks area-averaged to its grid, a finer one with them nearest-upsampled; maps are square (training crops are).
+    """
+    if not logits:
+        raise ConfigError("train.mask_weight: no gate logits were kept (are gates installed and not forced open?)")
+    tokens = next(iter(logits.values())).shape[-1]
+    masks = masks[:, :tokens].float()
+    obj = object_tokens[:, :tokens].float()  # [B, T]
+    other = 1.0 - obj
+    total = masks.new_zeros(())
+    for site, z in logits.items():
+        side = math.isqrt(z.shape[1])
+        if side * side != z.shape[1]:
+            raise ConfigError(f"train.mask_weight needs square latent maps; {site} has {z.shape[1]} positions")
+        if side < masks.shape[-1]:
+            grid = F.adaptive_avg_pool2d(masks, side)
+        elif side > masks.shape[-1]:
+            grid = F.interpolate(masks, size=(side, side), mode="nearest")
+        else:
+            grid = masks
+        target = grid.flatten(2).transpose(1, 2)  # [B, N, T]
+        bce = F.binary_cross_entropy_with_logits(z.float(), target, reduction="none")
+        area_in, area_out = target.sum(1), (1 - target).sum(1)  # [B, T]
+        inside = (bce * target).sum(1) / area_in.clamp_min(1e-6)
+        outside = (bce * (1 - target)).sum(1) / area_out.clamp_min(1e-6)
+        has_in, has_out = (area_in > 0).float(), (area_out > 0).float()  # an object may fill, or miss, the map
+        word = (inside * has_in + outside * has_out) / (has_in + has_out).clamp_min(1.0)
+        total = total + (word * obj).sum() / obj.sum().clamp_min(1.0)
+        total = total + (bce.mean(1) * other).sum() / other.sum().clamp_min(1.0)
+    return total / len(logits)
 
 
 class GatedDenoiser(nn.Module):

@@ -132,6 +132,9 @@ class TrainSection:
     init_gates: str = ""  # start from these gate weights (e.g. the 512 px run's) instead of fresh heads
     init_logit_bias: float = 0.0  # fresh heads' logit bias: 0 = the official start (about half the gates
     # closed at random); > 0 starts them mostly open, i.e. from the frozen model's own behaviour
+    mask_weight: float = 0.0  # 0 = the paper's objective (diffusion loss only); > 0 adds weight x a mask loss:
+    # binary cross-entropy of each colour / shape word's gate logits against its object's mask (needs scenes
+    # with ground truth: synthetic world data, see train/README.md)
     out_dir: str = "runs/train"
 
     def __post_init__(self):
@@ -141,6 +144,7 @@ class TrainSection:
         _check(self.prediction_type in PREDICTION_TYPES,
                f"train.prediction_type must be one of {', '.join(PREDICTION_TYPES)}; got {self.prediction_type!r}")
         _check(self.min_snr_gamma >= 0, "train.min_snr_gamma must be >= 0")
+        _check(0 <= self.mask_weight < math.inf, f"train.mask_weight must be >= 0 and finite; got {self.mask_weight}")
 
     def grad_accum(self, world_size: int) -> int:
         """Micro-steps per optimizer step so that batch_size * accum * world_size == effective_batch."""
@@ -184,6 +188,19 @@ class Recipe:
     train: TrainSection = field(default_factory=TrainSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+
+    def __post_init__(self):
+        if self.train.mask_weight > 0:
+            data = self.data
+            _check(data.format in ("synthetic", "folder", "jsonl"),
+                   f"train.mask_weight needs each image's scene (ground truth), which data.format={data.format!r} "
+                   "does not carry; use synthetic world data (format synthetic, or a folder / jsonl written by "
+                   "write_synthetic_dataset) or set train.mask_weight=0")
+            _check(not data.cache_dir, "train.mask_weight reads each sample's scene, which the latent cache does "
+                   "not keep; set data.cache_dir='' or train.mask_weight=0")
+            _check(not data.random_flip and data.center_crop,
+                   "train.mask_weight needs images as the scenes drew them (their masks are not cropped or "
+                   "flipped): set data.center_crop=true and data.random_flip=false")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _section_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}

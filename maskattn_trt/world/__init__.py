@@ -6,7 +6,7 @@ with and without gates: attribute binding, spatial relations, held-out colour-sh
 """
 
 from .checker import MAX_DISTANCE, RELATION_MARGIN, Blob, Check, ObjectCheck, check, default_min_area, segment
-from .render import object_masks, render
+from .render import coverage, object_masks, render
 from .scene import (
     COLOURS,
     HELDOUT_COMBOS,
@@ -22,9 +22,11 @@ from .scene import (
     make_scene,
     prompt_set,
 )
+from .words import grid_coverage, object_words, token_targets, word_spans
 
 __all__ = [
     "COLOURS", "HELDOUT_COMBOS", "HELDOUT_PAIRS", "MAX_DISTANCE", "PROMPT_SETS", "RELATIONS", "RELATION_MARGIN",
-    "SHAPES", "SPLITS", "Blob", "Check", "ObjectCheck", "Scene", "WorldObject", "check", "default_min_area",
-    "is_heldout_combo", "is_heldout_pair", "make_scene", "object_masks", "prompt_set", "render", "segment",
+    "SHAPES", "SPLITS", "Blob", "Check", "ObjectCheck", "Scene", "WorldObject", "check", "coverage", "default_min_area", "grid_coverage",
+    "is_heldout_combo", "is_heldout_pair", "make_scene", "object_masks", "object_words", "prompt_set", "render", "segment",
+    "token_targets", "word_spans",
 ]

@@ -29,7 +29,7 @@ def _star_points(box: tuple[float, float, float, float]) -> list[tuple[float, fl
     return [(ox + scale * x, oy + scale * y) for x, y in unit]
 
 
-def _coverage(obj: WorldObject, size: int) -> np.ndarray:
+def coverage(obj: WorldObject, size: int) -> np.ndarray:
     """The fraction of each pixel the object covers, float32 [size, size] in [0, 1]."""
     s = SUPERSAMPLE
     canvas = Image.new("L", (size * s, size * s), 0)
@@ -51,11 +51,11 @@ def render(scene: Scene) -> Image.Image:
     pixels = np.empty((scene.size, scene.size, 3), dtype=np.float32)
     pixels[:] = scene.background
     for obj in scene.objects:
-        alpha = _coverage(obj, scene.size)[..., None]
+        alpha = coverage(obj, scene.size)[..., None]
         pixels = pixels * (1 - alpha) + np.asarray(COLOURS[obj.colour], dtype=np.float32) * alpha
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "RGB")
 
 
 def object_masks(scene: Scene) -> list[np.ndarray]:
     """One bool mask [size, size] per object: the pixels it covers at least half of."""
-    return [_coverage(obj, scene.size) >= 0.5 for obj in scene.objects]
+    return [coverage(obj, scene.size) >= 0.5 for obj in scene.objects]
