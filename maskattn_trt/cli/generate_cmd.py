@@ -15,7 +15,8 @@ from .options import POSITIVE, SEED, FiniteFloat, json_target, model_option, res
 
 _gates_option = click.option(
     "--gates", "gates_path", type=click.Path(dir_okay=False), default=None,
-    help="Gate checkpoint (.safetensors), or 'none'. eager: default the shipped gates with --model tiny, else "
+    help="Gate checkpoint (.safetensors), 'none', or 'shipped:mask' (the tiny model's mask-supervised gates). "
+         "eager: default the shipped gates with --model tiny, else "
          "none (the stock UNet runs); onnxruntime/tensorrt: the gates are baked in, and a checkpoint given here "
          "must be the one they were built with.")
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..errors import BadInputError
+
 model_option = click.option(
     "--model",
     default="tiny",
@@ -19,8 +21,9 @@ gates_option = click.option(
     "gates_path",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Gate checkpoint (.safetensors from train / convert-gates); 'none' for no gates (the stock model). "
-    "Default: the shipped gates with --model tiny on eager, else none (an export or engine carries its own).",
+    help="Gate checkpoint (.safetensors from train / convert-gates); 'none' for no gates (the stock model); "
+    "'shipped:mask' for the tiny model's mask-supervised gates. Default: the shipped gates with --model tiny on "
+    "eager, else none (an export or engine carries its own).",
 )
 seed_option = click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0, show_default=True, help="Random seed.")
 dtype_option = click.option(
@@ -36,10 +39,20 @@ force_option = click.option("--force", is_flag=True,
 
 
 def resolve_gates(model: str, gates_path: str | None, backend: str = "eager") -> Path | None:
-    """``--gates``: a path as given; 'none' -> no gates; unset -> the model's shipped gates on eager (an export or
-    engine already holds its gates), else none."""
+    """``--gates``: a path as given; 'none' -> no gates; 'shipped' / 'shipped:NAME' -> a gate set shipped with the
+    model (``shipped:mask``); unset -> the model's shipped gates on eager (an export or engine already holds its
+    gates), else none."""
     if gates_path is not None:
-        return None if gates_path.lower() == "none" else Path(gates_path)
+        if gates_path.lower() == "none":
+            return None
+        if gates_path == "shipped" or gates_path.startswith("shipped:"):
+            from ..models import SHIPPED, shipped_gates
+
+            if model not in SHIPPED:
+                raise BadInputError(f"--gates {gates_path} names gates shipped with a model, and --model {model} ships "
+                                    f"none (models with gates: {', '.join(SHIPPED)}); pass a gate checkpoint instead")
+            return shipped_gates(model, gates_path.partition(":")[2] or "default")
+        return Path(gates_path)
     if backend != "eager":
         return None
     from ..models import default_gates

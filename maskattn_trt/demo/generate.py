@@ -1,5 +1,6 @@
 """Demo stage: one image of a world scene from the tiny model through ONNX Runtime (the export stage's graph;
-eager when there is none), timed, its per-token gate maps, and the world checker's verdict on it."""
+eager when there is none), timed, its per-token gate maps, and the world checker's verdict on it; then the same
+scene and seed with the shipped mask-supervised gates (``--gates shipped:mask``), whose maps follow the objects."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 
 from PIL import Image
 
+from ..gates import load_gates, remove_gates
+from ..models import SHIPPED, shipped_gates
 from ..sampling.backends import open_backend
 from ..sampling.generate import gate_maps_for
 from ..sampling.prompts import Job
@@ -72,4 +75,26 @@ def demo_stage(state) -> list[str]:
                  "gate_fractions.json")
     tokens = report.fractions["per_token"]
     lines.append("open fraction per token: " + ", ".join(f"{t['token']} {t['mean']:.2f}" for t in tokens))
+    if state.model in SHIPPED:  # the shipped model's second gate set
+        lines += _mask_gate_maps(state, settings, scene, out / "mask_gates")
     return lines
+
+
+def _mask_gate_maps(state, settings: SampleSettings, scene, out) -> list[str]:
+    """The same scene and seed with the mask-supervised gates on eager; the demo's own gates are put back after."""
+    pipe = state.pipe
+    remove_gates(pipe.unet)  # the mask set's heads are wider: loading needs an ungated UNet
+    try:
+        backend = open_backend(pipe, pipe.unet, "eager", gates_path=shipped_gates("tiny", "mask"), gate_outputs=True)
+        sampler = Sampler(pipe, backend.runner, settings)
+        sampler.validate([1])
+        report = gate_maps_for(sampler, backend, Job(0, scene.caption, None, state.seed), list(range(settings.steps)),
+                               out, progress=False)
+    finally:
+        remove_gates(pipe.unet)
+        load_gates(pipe.unet, state.gates_path)
+    tokens = {t["token"]: t["mean"] for t in report.fractions["per_token"]}
+    words = [w for o in scene.objects for w in (o.colour, o.shape) if w in tokens]
+    return [f"mask-supervised gates (--gates shipped:mask; train/tiny_gates_mask.toml): {report.overlay.relative_to(state.out_dir)};"
+            f" checker: {verdict(Image.open(report.image).convert('RGB'), scene)}",
+            "  open fraction of the colour / shape words: " + ", ".join(f"{w} {tokens[w]:.2f}" for w in words)]

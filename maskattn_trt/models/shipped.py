@@ -5,7 +5,8 @@ train/tiny_base.toml``), its gates with ``maskattn-trt train --recipe train/tiny
 under ``maskattn_trt/models/weights/<name>/``::
 
     model/            a diffusers StableDiffusionXLPipeline folder (safetensors) + weights_manifest.json
-    gates.safetensors the trained gate heads (the project's gate checkpoint format)
+    gates.safetensors the trained gate heads (the project's gate checkpoint format): the paper's objective
+    gates_mask.safetensors  gates trained with the mask loss too (``--gates shipped:mask``; train/README.md)
     MANIFEST.json     sha256 and size of every file, the recipes, steps, seeds, data version, training times
 
 The manifest is checked once per process before the first load: a missing or altered file is named, with the
@@ -27,6 +28,8 @@ SHIPPED = ("tiny",)
 RANDOM_TINY = "tiny-random"
 MANIFEST = "MANIFEST.json"
 GATES = "gates.safetensors"
+# Named gate sets shipped with a model: ``--gates shipped`` / ``shipped:NAME``
+GATE_SETS = {"default": GATES, "mask": "gates_mask.safetensors"}
 
 
 def _root(name: str) -> Path:
@@ -56,8 +59,15 @@ def shipped_model_dir(name: str) -> Path:
     return verified_root(name) / "model"
 
 
-def shipped_gates(name: str) -> Path:
-    return verified_root(name) / GATES
+def shipped_gates(name: str, gate_set: str = "default") -> Path:
+    """A shipped model's gate file: ``default`` (trained with the paper's objective) or another named set."""
+    if gate_set not in GATE_SETS:
+        raise ModelLoadError(f"no shipped gate set {gate_set!r}; choose one of {', '.join(GATE_SETS)}")
+    path = verified_root(name) / GATE_SETS[gate_set]
+    if not path.is_file():
+        raise ModelLoadError(f"the shipped '{name}' model has no {gate_set!r} gate set ({path.name}); reinstall "
+                             "maskattn-trt or pass a gate checkpoint")
+    return path
 
 
 def shipped_manifest(name: str) -> dict:
