@@ -72,7 +72,9 @@ def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, only: tupl
     state.pipe = load_pipeline("tiny")
     state.shipped_gates = shipped_gates("tiny")
     record = shipped_manifest("tiny")
-    minutes = record["base"]["seconds"] / 60
+    minutes, run = 0.0, record["base"]
+    while run:  # a base continued from an earlier run (train-base --init): the whole chain's training time
+        minutes, run = minutes + run["seconds"] / 60, run.get("continued_from")
     echo(f"[setup] loaded the shipped tiny SDXL in {time.perf_counter() - start:.1f} s: UNet "
          f"{sum(p.numel() for p in state.pipe.unet.parameters()) / 1e6:.2f} M parameters, trained from scratch on "
          f"the synthetic world ({minutes:.0f} min on 2 CPU cores; train/tiny_base.toml), with trained gates "
