@@ -316,12 +316,13 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
                     if mask_weight:
                         mask_loss = gate_mask_loss(kept_gate_logits(unet), batch["token_masks"].to(ctx.device),
                                                    batch["object_tokens"].to(ctx.device)) / accum
-                        if mask_loss.item() and not mask_loss.requires_grad:
+                        value = mask_loss.item()
+                        if value and not mask_loss.requires_grad:
                             raise ConfigError("train.mask_weight: the gate logits carry no gradient (gradient "
                                               "checkpointing recomputes them outside the graph); set "
                                               "model.gradient_checkpointing=false")
                         total_loss = loss + mask_weight * mask_loss
-                        step_mask_loss += mask_loss.item()
+                        step_mask_loss += value
                     (scaler.scale(total_loss) if scaler is not None else total_loss).backward()
                 step_loss += loss.item()
             if not math.isfinite(step_loss):
@@ -342,12 +343,11 @@ def _train(recipe, ctx, pipe, resume, stop_after, callbacks, started, force) -> 
             step += 1
             committed = (epoch, batch_index * global_batch)
             losses.append(step_loss)
-            if mask_weight:
-                mask_losses.append(step_mask_loss)
             record = {"step": step, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
                       "samples_per_s": recipe.train.batch_size * accum * ctx.world_size / (time.perf_counter() - t0),
                       "logged": logged}
             if mask_weight:
+                mask_losses.append(step_mask_loss)
                 record["mask_loss"] = step_mask_loss
             if logged:
                 record["loss"] = distributed.mean_over_ranks(step_loss, ctx)
