@@ -9,12 +9,15 @@ gates computed from the scene's ground truth, at the same sites (mid stage, 10 s
     own        a colour / shape word open only on its own object (any overlap with the site's grid cell), every
                other token open: a perfect MaskAttn gate
     union      a colour / shape word open on every object of the scene (what the mask-supervised gates learned)
+    isolated   a colour / shape word open only on its own object, every other token closed everywhere except
+               the start token (constant whatever the caption): each place can read only its own object's words
     learned    the shipped mask-supervised gates (a check that this script agrees with `maskattn-trt evaluate`)
 
 The unconditional half of classifier-free guidance keeps every gate open. Same scenes, seeds, sampler and scoring
 as `maskattn-trt evaluate` (held-out split by default); differences are paired over the same images.
 
     python bench/oracle_gates.py --count 100 --steps 20 [--prompts two] [--stage all] [--json runs/oracle.json]
+    python bench/oracle_gates.py --model runs/base4/model --conditions open,own,isolated   # a base before its gates
 
 ``--stage`` puts the oracle gates at another stage than the shipped gates' mid stage (``all``: every
 cross-attention layer of the UNet).
@@ -43,18 +46,20 @@ from maskattn_trt.sampling.sampler import Sampler, SampleSettings
 from maskattn_trt.world import render, token_targets
 
 METRICS = ("object_recall", "object_precision", "binding", "relation", "scene_accuracy")
-CONDITIONS = ("open", "own", "union", "learned")
+CONDITIONS = ("open", "own", "union", "isolated", "learned")
+ORACLES = ("own", "union", "isolated")
 
 
-def oracle_masks(scenes, tokenizer, side: int, union: bool) -> torch.Tensor:
-    """[B, 77, side, side] float: object words' coverage (own object, or every object), ones elsewhere."""
+def oracle_masks(scenes, tokenizer, side: int, mode: str) -> torch.Tensor:
+    """[B, 77, side, side] float: object words' coverage (own object, or every object for ``union``); other
+    tokens open everywhere (``isolated``: closed everywhere but the start token)."""
     out = []
     for scene in scenes:
         masks, object_tokens = token_targets(scene, tokenizer, side)
-        if union:
-            every = masks[object_tokens].max(axis=0) if object_tokens.any() else None
-            if every is not None:
-                masks[object_tokens] = every
+        if mode == "union" and object_tokens.any():
+            masks[object_tokens] = masks[object_tokens].max(axis=0)
+        if mode == "isolated":
+            masks[1:][~object_tokens[1:]] = 0.0
         out.append(masks)
     return torch.from_numpy(np.stack(out))
 
@@ -74,19 +79,24 @@ def patch_gates(unet, holder: dict) -> None:
 
 
 def run(args) -> dict:
-    pipe = load_pipeline("tiny")
+    pipe = load_pipeline(args.model)
+    shipped = args.model in ("tiny",)
     scenes = load_scenes(args.prompts, args.count, 0, 128)
     references = [np.asarray(render(s)) for s in scenes]
     settings = SampleSettings(steps=args.steps, guidance=args.guidance, height=128, width=128)
     side = 128 // pipe.vae_scale_factor
     counts: dict[str, dict[str, list]] = {}
     seconds = {}
-    for name in CONDITIONS:
+    for name in args.conditions:
+        if name == "learned" and not shipped:
+            raise SystemExit(f"--conditions learned needs the shipped model's mask gates; --model is {args.model}")
         remove_gates(pipe.unet)
-        backend = open_backend(pipe, pipe.unet, "eager",
-                               gates_path=shipped_gates("tiny", "mask" if name == "learned" else "default"))
+        gates = shipped_gates("tiny", "mask" if name == "learned" else "default") if shipped else None
+        backend = open_backend(pipe, pipe.unet, "eager", gates_path=gates)
+        if not shipped:
+            install_gates(pipe.unet, GateConfig())
         holder: dict = {}
-        if name in ("own", "union"):
+        if name in ORACLES:
             if args.stage != "mid":
                 remove_gates(pipe.unet)
                 install_gates(pipe.unet, GateConfig(stage=args.stage))
@@ -98,8 +108,8 @@ def run(args) -> dict:
         with backend.runner:
             for first in range(0, len(scenes), args.batch):
                 group = scenes[first:first + args.batch]
-                if name in ("own", "union"):
-                    holder["masks"] = oracle_masks(group, pipe.tokenizer, side, union=name == "union")
+                if name in ORACLES:
+                    holder["masks"] = oracle_masks(group, pipe.tokenizer, side, name)
                 conds = [sampler.encoder(s.caption) for s in group]
                 images = sampler.decode(sampler.denoise(conds, [args.seed] * len(group)).latents)
                 for scene, image, reference in zip(group, images, references[first:], strict=False):
@@ -111,14 +121,14 @@ def run(args) -> dict:
         for proc in gate_processors(pipe.unet).values():
             proc.__dict__.pop("gate", None)
         print(f"{name}: {len(scenes)} images in {seconds[name]} s", file=sys.stderr)
-    report = {"prompts": args.prompts, "stage": args.stage, "count": args.count, "steps": args.steps, "guidance": args.guidance,
+    report = {"model": args.model, "prompts": args.prompts, "stage": args.stage, "count": args.count, "steps": args.steps, "guidance": args.guidance,
               "seed": args.seed, "seconds": seconds, "conditions": {}}
-    for name in CONDITIONS:
+    for name in args.conditions:
         entry = {}
         for m in METRICS:
             num, den = np.array(counts[name][m], dtype=float).T
             est = bootstrap_ratio(num, den).to_dict()
-            if name != "open":
+            if name != "open" and "open" in counts:
                 onum, oden = np.array(counts["open"][m], dtype=float).T
                 est["minus_open"] = bootstrap_paired_difference(num, den, onum, oden).to_dict()
             entry[m] = est
@@ -155,8 +165,15 @@ def main() -> int:
     parser.add_argument("--stage", default="mid", choices=("high", "mid", "low", "all"),
                         help="where the oracle gates go (the shipped gates: mid)")
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--model", default="tiny", help="the shipped tiny model, or a train-base model folder")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help="comma-separated subset of " + ", ".join(CONDITIONS) + " (learned: shipped model only)")
     parser.add_argument("--json", default=None, help="also write the report here")
     args = parser.parse_args()
+    args.conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    unknown = sorted(set(args.conditions) - set(CONDITIONS))
+    if unknown or not args.conditions:
+        parser.error(f"--conditions: expected names from {', '.join(CONDITIONS)}; got {unknown or 'nothing'}")
     report = run(args)
     print(table(report))
     if args.json:

@@ -6,9 +6,9 @@ held-out combinations never drawn for training):
 
 1. **VAE**: a diffusers ``AutoencoderKL`` (3 blocks: 128 px -> 4 x 32 x 32 latents) trained as an autoencoder
    (L1 + MSE reconstruction, a small KL term); its latent scaling factor is set from the data (1 / std).
-2. **Text**: SDXL's two CLIP text encoders of the tiny pipeline stay frozen with their seeded random weights;
-   the tokenizer gains whole-word tokens for the world's shapes (the shipped vocabulary splits "circle" into
-   four pieces), whose embedding rows are drawn from the same seeded initialisation.
+2. **Text**: SDXL's two CLIP text encoders of the tiny pipeline keep their seeded random weights (frozen, the
+   default) or are trained with the UNet (``text.lr`` > 0; their EMA ships, as the UNet's); the tokenizer
+   gains whole-word tokens for the world's shapes (the shipped vocabulary splits "circle" into four pieces), whose embedding rows are drawn from the same seeded initialisation.
 3. **UNet**: the tiny SDXL-topology UNet (``text_time`` conditioning, cross-attention at every gate stage)
    trained from scratch as a latent diffusion model: epsilon prediction on SDXL's scaled-linear schedule,
    min-SNR loss weights, 10 % of captions dropped to the empty prompt's zero embeddings (classifier-free
@@ -70,6 +70,7 @@ class BaseRecipe:
     unet_ema_decay: float = 0.999
     unet_cond_dropout: float = 0.1
     unet_snr_gamma: float = 5.0
+    text_lr: float = 0.0  # 0: the two text encoders stay frozen; > 0: trained with the UNet at this peak lr
     train_seed: int = 0
     train_threads: int = 2
     train_max_minutes: float = 0.0  # 0: no limit
@@ -237,18 +238,51 @@ def add_shape_tokens(pipe, seed: int) -> list[str]:
     return added
 
 
-@torch.no_grad()
-def encode_captions(pipe, captions: list[str], batch: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(prompt embeddings [U, 77, D], pooled [U, P], index of each caption's row) over the unique captions."""
-    unique = sorted(set(captions))
-    row = {caption: i for i, caption in enumerate(unique)}
-    embeds, pooled = [], []
-    for i in range(0, len(unique), batch):
-        e, _, p, _ = pipe.encode_prompt(unique[i:i + batch], device="cpu", num_images_per_prompt=1,
-                                        do_classifier_free_guidance=False)
-        embeds.append(e)
-        pooled.append(p)
-    return torch.cat(embeds), torch.cat(pooled), torch.tensor([row[c] for c in captions])
+def _token_ids(pipe, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each caption's padded token ids for both tokenizers, exactly as ``encode_prompt`` tokenizes them."""
+    return tuple(tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                           return_tensors="pt").input_ids for tokenizer in (pipe.tokenizer, pipe.tokenizer_2))
+
+
+def encode_ids(encoders, ids: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDXL's conditioning from token ids: both encoders' penultimate hidden states side by side, and the second
+    encoder's projected pooled output (what ``encode_prompt`` computes, here with gradients when they are on)."""
+    states, pooled = [], None
+    for encoder, tokens in zip(encoders, ids, strict=True):
+        out = encoder(tokens, output_hidden_states=True)
+        if out[0].ndim == 2:
+            pooled = out[0]
+        states.append(out.hidden_states[-2])
+    return torch.cat(states, dim=-1), pooled
+
+
+class CaptionConditioning:
+    """The UNet's text inputs for a batch of training captions.
+
+    Frozen encoders: every distinct caption is encoded once up front and looked up. Trained encoders
+    (``trained=True``): the captions' token ids are kept and run through the encoders each step, with gradients."""
+
+    def __init__(self, pipe, captions: list[str], trained: bool = False, batch: int = 256):
+        unique = sorted(set(captions))
+        index = {caption: i for i, caption in enumerate(unique)}
+        self.rows = torch.tensor([index[c] for c in captions])
+        self.encoders = (pipe.text_encoder, pipe.text_encoder_2)
+        self.trained = trained
+        self.ids = _token_ids(pipe, unique)
+        if not trained:
+            with torch.no_grad():
+                parts = [encode_ids(self.encoders, tuple(ids[i:i + batch] for ids in self.ids))
+                         for i in range(0, len(unique), batch)]
+            self.embeds, self.pooled = torch.cat([e for e, _ in parts]), torch.cat([p for _, p in parts])
+
+    def __len__(self) -> int:
+        return len(self.ids[0])
+
+    def __call__(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.rows[samples]
+        if self.trained:
+            return encode_ids(self.encoders, tuple(ids[rows] for ids in self.ids))
+        return self.embeds[rows], self.pooled[rows]
 
 
 def _noise_scheduler(pipe) -> DDPMScheduler:
@@ -257,40 +291,51 @@ def _noise_scheduler(pipe) -> DDPMScheduler:
                          num_train_timesteps=config.num_train_timesteps, prediction_type="epsilon")
 
 
-def train_unet(unet: UNet2DConditionModel, ema: UNet2DConditionModel, pipe, latents: torch.Tensor,
-               text: tuple[torch.Tensor, torch.Tensor, torch.Tensor], recipe: BaseRecipe, clock: _Clock, log) -> dict:
-    embeds, pooled, rows = text
+def train_unet(unet: UNet2DConditionModel, pipe, latents: torch.Tensor, text: CaptionConditioning,
+               recipe: BaseRecipe, clock: _Clock, log) -> tuple[dict, dict[str, torch.nn.Module]]:
+    """The diffusion training loop; returns its record and the EMA copies of what it trained (``unet``, and the
+    text encoders when ``text.lr`` > 0), which are what ships."""
     scheduler = _noise_scheduler(pipe)
     alphas = scheduler.alphas_cumprod
     snr_all = alphas / (1 - alphas)
     gen = torch.Generator().manual_seed(recipe.train_seed + 23)
-    opt = torch.optim.AdamW(unet.parameters(), lr=recipe.unet_lr, weight_decay=0.01)
+    trained = {"unet": unet}
+    groups = [{"params": list(unet.parameters()), "peak": recipe.unet_lr}]
+    if text.trained:
+        trained.update(text_encoder=pipe.text_encoder, text_encoder_2=pipe.text_encoder_2)
+        groups.append({"params": [p for e in text.encoders for p in e.parameters()], "peak": recipe.text_lr})
+    for module in trained.values():
+        module.train().requires_grad_(True)
+    emas = {name: copy.deepcopy(module).requires_grad_(False) for name, module in trained.items()}
+    pairs = [(e, p) for name in trained for e, p in zip(emas[name].parameters(), trained[name].parameters(),
+                                                          strict=True)]
+    params = [p for group in groups for p in group["params"]]
+    opt = torch.optim.AdamW(groups, lr=recipe.unet_lr, weight_decay=0.01)
     tids = time_ids(recipe.data_size, recipe.data_size, recipe.unet_batch)
-    ema_params = list(ema.parameters())
-    unet.train()
     losses, step, started = [], 0, time.perf_counter()
     for step in range(recipe.unet_steps):
         for group in opt.param_groups:
-            group["lr"] = _lr(step, recipe.unet_lr, recipe.unet_warmup, recipe.unet_steps)
+            group["lr"] = _lr(step, group["peak"], recipe.unet_warmup, recipe.unet_steps)
         idx = torch.randint(len(latents), (recipe.unet_batch,), generator=gen)
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(scheduler.config.num_train_timesteps, (recipe.unet_batch,), generator=gen)
         xt = scheduler.add_noise(x0, noise, t)
         keep = (torch.rand(recipe.unet_batch, generator=gen) >= recipe.unet_cond_dropout).float()
-        e = embeds[rows[idx]] * keep[:, None, None]
-        p = pooled[rows[idx]] * keep[:, None]
+        embeds, pooled = text(idx)
+        e = embeds * keep[:, None, None]
+        p = pooled * keep[:, None]
         pred = unet(xt, t, e, added_cond_kwargs={"text_embeds": p, "time_ids": tids}).sample
         snr = snr_all[t]
         weight = torch.clamp(snr, max=recipe.unet_snr_gamma) / snr if recipe.unet_snr_gamma > 0 else torch.ones_like(snr)
         loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         decay = min(recipe.unet_ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for e_param, param in zip(ema_params, unet.parameters(), strict=True):
+            for e_param, param in pairs:
                 e_param.lerp_(param, 1 - decay)
         losses.append(loss.item())
         if (step + 1) % recipe.train_log_every == 0:
@@ -300,9 +345,11 @@ def train_unet(unet: UNet2DConditionModel, ema: UNet2DConditionModel, pipe, late
         if clock.out_of_time():
             log(f"unet: time limit reached at step {step + 1}")
             break
-    unet.eval()
-    return {"steps": step + 1, "seconds": round(time.perf_counter() - started, 1),
-            "loss_last_500": float(np.mean(losses[-500:]))}
+    for module in trained.values():
+        module.eval().requires_grad_(False)
+    record = {"steps": step + 1, "seconds": round(time.perf_counter() - started, 1),
+              "loss_last_500": float(np.mean(losses[-500:])), "text_encoders": "trained" if text.trained else "frozen"}
+    return record, {name: ema.eval() for name, ema in emas.items()}
 
 
 def save_model(pipe, out: Path, record: dict) -> Path:
@@ -373,18 +420,17 @@ def train_base(recipe: BaseRecipe, out: Path, log=print, init: Path | None = Non
         unet = pipe.unet.train().requires_grad_(True)
         log(f"continuing the UNet of {init} ({previous['unet']['steps']} steps so far)")
     log(f"latents {tuple(latents.shape)}, scaling factor {vae.config.scaling_factor:.4f}")
-    text = encode_captions(pipe, captions)
-    log(f"{len(text[0])} distinct captions encoded")
-    ema = copy.deepcopy(unet).requires_grad_(False)
-    unet_record = train_unet(unet, ema, pipe, latents, text, recipe, clock, log)
+    text = CaptionConditioning(pipe, captions, trained=recipe.text_lr > 0)
+    log(f"{len(text)} distinct captions " + ("(text encoders trained)" if text.trained else "encoded"))
+    unet_record, shipped = train_unet(unet, pipe, latents, text, recipe, clock, log)
     if previous is not None:
         unet_record["total_steps"] = previous["unet"].get("total_steps", previous["unet"]["steps"]) + unet_record["steps"]
-    pipe.register_modules(vae=vae.eval().requires_grad_(False), unet=ema.eval())
+    pipe.register_modules(vae=vae.eval().requires_grad_(False), **shipped)
     record = {
         "format": "maskattn-trt-base-1", "data_version": DATA_VERSION, "recipe": asdict(recipe),
         "added_tokens": added, "vae": vae_record, "unet": unet_record,
         "parameters": {name: sum(p.numel() for p in module.parameters())
-                       for name, module in (("unet", ema), ("vae", vae), ("text_encoder", pipe.text_encoder),
+                       for name, module in (("unet", pipe.unet), ("vae", vae), ("text_encoder", pipe.text_encoder),
                                             ("text_encoder_2", pipe.text_encoder_2))},
         "seconds": round(time.perf_counter() - started, 1), "torch": torch.__version__,
     }

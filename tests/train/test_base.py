@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from maskattn_trt.errors import ConfigError
 from maskattn_trt.models.loading import default_side, load_pipeline, vae_scale_of
@@ -67,10 +68,40 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
     # a continued run must keep the model and the data; writing over the --init model is refused
     err = _refused(capsys, "--recipe", str(RECIPE), "--init", str(model), "--out", str(tmp_path / "run3"))
     assert "data.size=32, this recipe 128" in err and not (tmp_path / "run3").exists()  # recipe default: 128 px
+    # text.lr > 0 trains the text encoders with the UNet (their EMA ships); the VAE stays as it was
+    proc = _train_base("--init", str(model), "--out", str(tmp_path / "run4"), steps=[*FEW_STEPS, "text.lr=1e-2"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fourth = json.loads((tmp_path / "run4" / "model" / MANIFEST_NAME).read_text())
+    assert fourth["unet"]["text_encoders"] == "trained" and second["unet"]["text_encoders"] == "frozen"
+    for name in ("text_encoder/model.safetensors", "text_encoder_2/model.safetensors"):
+        assert fourth["files"][name]["sha256"] != manifest["files"][name]["sha256"], name
+    assert fourth["files"]["vae/diffusion_pytorch_model.safetensors"] == manifest["files"][
+        "vae/diffusion_pytorch_model.safetensors"]
     err = _refused(capsys, "--init", str(model), "--out", str(tmp_path / "run"), "--force")
     assert "new folder" in err and sha256_file(
         model / "unet" / "diffusion_pytorch_model.safetensors") == manifest["files"][
         "unet/diffusion_pytorch_model.safetensors"]["sha256"]
+
+
+def test_caption_conditioning_is_what_the_pipeline_encodes_and_trains_the_encoders_when_asked():
+    from maskattn_trt.models.tiny import tiny_sdxl_pipeline
+    from maskattn_trt.train.base import CaptionConditioning
+
+    pipe = tiny_sdxl_pipeline(0)
+    captions = ["a red circle", "a blue star above a green square", "a red circle"]
+    frozen = CaptionConditioning(pipe, captions)
+    assert len(frozen) == 2
+    embeds, pooled = frozen(torch.tensor([2, 1]))
+    want, _, want_pooled, _ = pipe.encode_prompt([captions[2], captions[1]], device="cpu",
+                                                 do_classifier_free_guidance=False)
+    torch.testing.assert_close(embeds, want, rtol=0, atol=0)
+    torch.testing.assert_close(pooled, want_pooled, rtol=0, atol=0)
+    trained = CaptionConditioning(pipe, captions, trained=True)
+    embeds, pooled = trained(torch.tensor([2, 1]))
+    torch.testing.assert_close(embeds, want)
+    (embeds.square().mean() + pooled.square().mean()).backward()
+    for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+        assert encoder.get_input_embeddings().weight.grad.abs().sum() > 0
 
 
 def test_unknown_key_and_wrong_type_are_named():
