@@ -23,7 +23,9 @@ from .options import force_option
 def train_base(recipe_path, overrides, out_dir, init_dir, force):
     """Train the tiny SDXL-shaped base model from scratch on the synthetic world (VAE, then UNet).
 
-    The result works with every command's --model PATH. Deterministic for the recipe; on CPU.
+    The result works with every command's --model PATH. Deterministic for the recipe; on CPU. A recipe's
+    [[unet.restarts]] tables (steps, lr, text.lr, ...) continue the UNet after the first run, each exactly as
+    --init would (one command reproduces a chain of runs); the model before each restart stays in <out>/phase<k>.
 
     \b
     Examples:
@@ -31,6 +33,7 @@ def train_base(recipe_path, overrides, out_dir, init_dir, force):
       maskattn-trt train-base --recipe train/tiny_base.toml --out runs/base --set train.max_minutes=90
       maskattn-trt train-base --recipe train/tiny_base.toml --init runs/base/model --out runs/base2 \
           --set unet.steps=10000 --set unet.lr=3e-4
+      maskattn-trt train-base --recipe train/tiny_base.toml --out runs/quick --set unet.restarts=[]
     """
     from ..train.base import load_base_recipe, read_init
     from ..train.base import train_base as run

@@ -75,6 +75,63 @@ class BaseRecipe:
     train_threads: int = 2
     train_max_minutes: float = 0.0  # 0: no limit
     train_log_every: int = 100
+    # continuations run after the first run, each as `--init <previous model>` would (fresh optimizer, warm-up and
+    # cosine schedule, EMA from the previous EMA): every entry is ((field, value), ...) of RESTART_FIELDS
+    unet_restarts: tuple[tuple[tuple[str, object], ...], ...] = ()
+
+
+RESTART_FIELDS = ("unet_steps", "unet_lr", "unet_warmup", "unet_batch", "unet_ema_decay", "unet_cond_dropout",
+                  "unet_snr_gamma", "text_lr", "train_max_minutes", "train_threads", "train_log_every")
+
+
+def _dotted(name: str) -> str:
+    return name.replace("_", ".", 1)
+
+
+def _checked(name: str, value: object, defaults: BaseRecipe) -> object:
+    """``value`` for recipe field ``name`` in its field's type; an unknown name or a wrong type is named."""
+    known = {f.name for f in fields(BaseRecipe)}
+    if name not in known:
+        raise ConfigError(f"unknown base recipe key {_dotted(name)!r}; known: "
+                          + ", ".join(sorted(_dotted(k) for k in known)))
+    default = getattr(defaults, name)
+    if name == "unet_restarts":
+        return _restarts(value, defaults)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
+            raise ConfigError(f"base recipe {_dotted(name)} must be a list of positive integers; got {value!r}")
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise ConfigError(f"base recipe {_dotted(name)} must be {type(default).__name__}; got {value!r}")
+    return value
+
+
+def _restarts(value: object, defaults: BaseRecipe) -> tuple:
+    """``[[unet.restarts]]`` tables (``steps = 9000``, ``lr = 2e-4``, ``text.lr = 3e-4``, ...) as field pairs."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"base recipe unet.restarts must be a list of tables ([[unet.restarts]] with steps, lr, "
+                          f"...); got {value!r}")
+    out = []
+    for table in value:
+        pairs = []
+        for key, item in table.items():
+            inner = item.items() if isinstance(item, dict) else [(None, item)]
+            for sub, val in inner:
+                name = f"{key}_{sub}" if sub is not None else f"unet_{key}"
+                if name not in RESTART_FIELDS:
+                    raise ConfigError(f"unet.restarts: {_dotted(name)!r} cannot change in a continuation (same model "
+                                      f"and data); allowed: " + ", ".join(_dotted(f) for f in RESTART_FIELDS))
+                pairs.append((name, _checked(name, val, defaults)))
+        out.append(tuple(pairs))
+    return tuple(out)
+
+
+def restart_recipes(recipe: BaseRecipe) -> list[BaseRecipe]:
+    """The recipe of each continuation in ``unet.restarts`` (the first run's, with that entry's changes)."""
+    first = replace(recipe, unet_restarts=())
+    return [replace(first, **dict(pairs)) for pairs in recipe.unet_restarts]
 
 
 def load_base_recipe(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> BaseRecipe:
@@ -99,26 +156,8 @@ def load_base_recipe(path: str | Path | None = None, overrides: tuple[str, ...] 
         except tomllib.TOMLDecodeError:
             value = text
         values[key.replace(".", "_", 1)] = value
-    known = {f.name: f for f in fields(BaseRecipe)}
     defaults = BaseRecipe()
-    clean: dict[str, object] = {}
-    for name, value in values.items():
-        if name not in known:
-            dotted = name.replace("_", ".", 1)
-            raise ConfigError(f"unknown base recipe key {dotted!r}; known: "
-                              + ", ".join(sorted(k.replace("_", ".", 1) for k in known)))
-        default = getattr(defaults, name)
-        if isinstance(default, tuple):
-            if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
-                raise ConfigError(f"base recipe {name.replace('_', '.', 1)} must be a list of positive integers; "
-                                  f"got {value!r}")
-            value = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif type(value) is not type(default):
-            raise ConfigError(f"base recipe {name.replace('_', '.', 1)} must be {type(default).__name__}; "
-                              f"got {value!r}")
-        clean[name] = value
+    clean = {name: _checked(name, value, defaults) for name, value in values.items()}
     recipe = replace(defaults, **clean)
     if recipe.data_size % (2 ** (len(recipe.vae_channels) - 1) * 4):
         raise ConfigError(f"data.size {recipe.data_size} must be a multiple of 4 x the VAE's downsampling "
@@ -167,8 +206,8 @@ def _lr(step: int, base: float, warmup: int, total: int) -> float:
 
 
 class _Clock:
-    def __init__(self, minutes: float):
-        self.start = time.perf_counter()
+    def __init__(self, minutes: float, start: float | None = None):
+        self.start = time.perf_counter() if start is None else start
         self.limit = minutes * 60 if minutes > 0 else math.inf
 
     def out_of_time(self) -> bool:
@@ -393,18 +432,34 @@ def read_init(init: Path, recipe: BaseRecipe) -> dict:
 
 
 def train_base(recipe: BaseRecipe, out: Path, log=print, init: Path | None = None) -> Path:
-    """The whole run: data, VAE, latents, text embeddings, UNet; returns the saved model folder.
+    """The whole run: data, VAE, latents, text embeddings, UNet, then each of ``unet.restarts``; returns the
+    saved model folder (``<out>/model``; the models before each restart stay in ``<out>/phase<k>/model``).
 
     ``init``: the model folder of an earlier run with the same model and data; its VAE and text encoders are
     kept and its (EMA) UNet is trained further for ``unet.steps`` steps (a fresh optimizer, warm-up and cosine
-    schedule); the manifest records the earlier run and the total UNet steps."""
+    schedule); the manifest records the earlier run and the total UNet steps. Each restart is exactly such a
+    continuation of the model before it, so one recipe reproduces a chain of ``--init`` runs weight for weight."""
     torch.set_num_threads(recipe.train_threads)
     torch.set_flush_denormal(True)
-    clock = _Clock(recipe.train_max_minutes)
+    phases = [replace(recipe, unet_restarts=()), *restart_recipes(recipe)] if recipe.unet_restarts else [recipe]
     started = time.perf_counter()
-    previous = read_init(init, recipe) if init is not None else None
     log(f"rendering {recipe.data_samples} training scenes at {recipe.data_size} px")
-    images, captions = render_data(recipe)
+    data = render_data(recipe)
+    for k, phase in enumerate(phases):
+        last = k == len(phases) - 1
+        if len(phases) > 1:
+            log(f"phase {k + 1}/{len(phases)}: unet.steps={phase.unet_steps} unet.lr={phase.unet_lr:g} "
+                f"text.lr={phase.text_lr:g}" + (f", continuing {init}" if init is not None else ""))
+        init = _train_once(phase, out if last else out / f"phase{k + 1}", log, init, data, started)
+        started = time.perf_counter()
+    return init
+
+
+def _train_once(recipe: BaseRecipe, out: Path, log, init: Path | None, data, started: float) -> Path:
+    """One run (from scratch, or continuing ``init``) on the rendered ``data``; ``started``: its clock's start."""
+    clock = _Clock(recipe.train_max_minutes, started)
+    previous = read_init(init, recipe) if init is not None else None
+    images, captions = data
     if previous is None:
         pipe = tiny_sdxl_pipeline(recipe.train_seed)
         added = add_shape_tokens(pipe, recipe.train_seed)

@@ -15,7 +15,7 @@ from maskattn_trt.utils.io import sha256_file
 
 RECIPE = Path(__file__).resolve().parents[2] / "train" / "tiny_base.toml"
 FEW_STEPS = ["data.size=32", "data.samples=8", "vae.steps=2", "vae.batch=2", "unet.steps=2", "unet.batch=2",
-             "unet.warmup=1", "train.threads=1"]
+             "unet.warmup=1", "train.threads=1", "unet.restarts=[]"]
 
 
 def _train_base(*args, steps=FEW_STEPS):
@@ -68,6 +68,16 @@ def test_a_few_steps_of_the_recipe_give_a_loadable_model_with_its_manifest(tmp_p
     # a continued run must keep the model and the data; writing over the --init model is refused
     err = _refused(capsys, "--recipe", str(RECIPE), "--init", str(model), "--out", str(tmp_path / "run3"))
     assert "data.size=32, this recipe 128" in err and not (tmp_path / "run3").exists()  # recipe default: 128 px
+    # unet.restarts: one command = the chain of --init runs, weight for weight (the phase before kept beside)
+    proc = _train_base("--out", str(tmp_path / "one"), steps=[*FEW_STEPS, "unet.restarts=[{steps = 3}]"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "model" / MANIFEST_NAME).read_text())
+    phase1 = json.loads((tmp_path / "one" / "phase1" / "model" / MANIFEST_NAME).read_text())
+    for name in manifest["files"]:
+        if name.endswith(".safetensors"):
+            assert phase1["files"][name]["sha256"] == manifest["files"][name]["sha256"], name
+            assert one["files"][name]["sha256"] == second["files"][name]["sha256"], name
+    assert one["unet"]["total_steps"] == 5 and one["recipe"]["unet_restarts"] == []
     # text.lr > 0 trains the text encoders with the UNet (their EMA ships); the VAE stays as it was
     proc = _train_base("--init", str(model), "--out", str(tmp_path / "run4"), steps=[*FEW_STEPS, "text.lr=1e-2"])
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -111,4 +121,10 @@ def test_unknown_key_and_wrong_type_are_named():
         load_base_recipe(RECIPE, ["vae.channels=3"])
     with pytest.raises(ConfigError, match="multiple of"):
         load_base_recipe(RECIPE, ["data.size=40"])
-    assert load_base_recipe(RECIPE) == load_base_recipe(None)  # the file spells out the defaults
+    with pytest.raises(ConfigError, match="'vae.steps' cannot change in a continuation"):
+        load_base_recipe(None, ["unet.restarts=[{steps = 3, vae = {steps = 2}}]"])
+    with pytest.raises(ConfigError, match="unet.lr must be float"):
+        load_base_recipe(None, ['unet.restarts=[{lr = "fast"}]'])
+    chain = load_base_recipe(None, ["unet.restarts=[{steps = 9, lr = 2e-4}, {steps = 4, text = {lr = 1e-3}}]"])
+    assert chain.unet_restarts == ((("unet_steps", 9), ("unet_lr", 2e-4)), (("unet_steps", 4), ("text_lr", 1e-3)))
+    assert load_base_recipe(RECIPE, ["unet.restarts=[]"]) == load_base_recipe(None)  # the file: defaults + restarts
