@@ -128,3 +128,28 @@ def test_unknown_key_and_wrong_type_are_named():
     chain = load_base_recipe(None, ["unet.restarts=[{steps = 9, lr = 2e-4}, {steps = 4, text = {lr = 1e-3}}]"])
     assert chain.unet_restarts == ((("unet_steps", 9), ("unet_lr", 2e-4)), (("unet_steps", 4), ("text_lr", 1e-3)))
     assert load_base_recipe(RECIPE, ["unet.restarts=[]"]) == load_base_recipe(None)  # the file: defaults + restarts
+
+
+def test_the_recipe_file_is_the_chain_the_shipped_base_was_trained_with():
+    """`train-base --recipe train/tiny_base.toml` reproduces the shipped base: its first run and each
+    [[unet.restarts]] entry are, key for key, the recipes recorded in the shipped manifest's chain (oldest first).
+    Time limits, thread counts and logging are left out: they do not choose the weights."""
+    from dataclasses import asdict, fields, replace
+
+    from maskattn_trt.models.shipped import shipped_model_dir
+    from maskattn_trt.train.base import restart_recipes
+
+    record, chain = json.loads((shipped_model_dir("tiny") / MANIFEST_NAME).read_text()), []
+    while record is not None:
+        chain.insert(0, record["recipe"])
+        record = record.get("continued_from")
+    recipe = load_base_recipe(RECIPE)
+    phases = [replace(recipe, unet_restarts=()), *restart_recipes(recipe)]
+    assert len(phases) == len(chain), f"recipe has {len(phases)} runs, the shipped base {len(chain)}"
+    keys = [f.name for f in fields(recipe) if f.name not in {"unet_restarts", "train_max_minutes", "train_threads",
+                                                             "train_log_every"}]
+    for k, (phase, shipped) in enumerate(zip(phases, chain, strict=True)):
+        mine = asdict(phase)
+        for key in keys:  # text_lr predates the first run's manifest: absent there means frozen (0.0)
+            want = shipped.get(key, 0.0 if key == "text_lr" else None)
+            assert mine[key] == (tuple(want) if isinstance(want, list) else want), (k, key)
