@@ -5,7 +5,7 @@ def test_demo_prints_the_gate_report(run_cli, tmp_path):
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--only", "gates")
     assert code == 0, err
     assert "[setup] loaded the shipped tiny SDXL" in out
-    assert "(159 min on 2 CPU cores" in out  # both train-base runs of the shipped base (97 + 62 min)
+    assert "(215 min on 2 CPU cores" in out  # the three train-base runs of the shipped base (97 + 62 + 56 min)
     assert "onto 10 cross-attention sites (stage=mid" in out
     assert "gates forced open: max |gated - stock| = 0.00e+00" in out
     assert "trained gates: max |gated - stock|" in out
