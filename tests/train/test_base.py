@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import torch
 
 from maskattn_trt.errors import ConfigError
 from maskattn_trt.models.loading import default_side, load_pipeline, vae_scale_of
-from maskattn_trt.train.base import MANIFEST_NAME, load_base_recipe
+from maskattn_trt.models.shipped import shipped_model_dir
+from maskattn_trt.train.base import MANIFEST_NAME, load_base_recipe, restart_recipes
 from maskattn_trt.utils.io import sha256_file
 
 RECIPE = Path(__file__).resolve().parents[2] / "train" / "tiny_base.toml"
@@ -134,11 +136,6 @@ def test_the_recipe_file_is_the_chain_the_shipped_base_was_trained_with():
     """`train-base --recipe train/tiny_base.toml` reproduces the shipped base: its first run and each
     [[unet.restarts]] entry are, key for key, the recipes recorded in the shipped manifest's chain (oldest first).
     Time limits, thread counts and logging are left out: they do not choose the weights."""
-    from dataclasses import asdict, fields, replace
-
-    from maskattn_trt.models.shipped import shipped_model_dir
-    from maskattn_trt.train.base import restart_recipes
-
     record, chain = json.loads((shipped_model_dir("tiny") / MANIFEST_NAME).read_text()), []
     while record is not None:
         chain.insert(0, record["recipe"])
